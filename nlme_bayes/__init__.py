@@ -1,0 +1,81 @@
+"""nlme_bayes: fully Bayesian nonlinear mixed-effects (population PK/PD) models on PyMC.
+
+Data flows one way::
+
+    read_nonmem() -> NonmemDataset -> events -> Model.build() -> pm.Model
+                  -> Model.fit() (NUTS) -> Fit (ArviZ DataTree) -> summary / plots / save
+
+Examples
+--------
+>>> import nlme_bayes as nb
+>>> data = nb.datasets.theophylline()
+>>> model = nb.Model(
+...     structure=nb.OneCompartment(route="oral"),
+...     parameters=[nb.Parameter("CL", 0.04), nb.Parameter("V", 0.5), nb.Parameter("ka", 1.5)],
+...     error=nb.Additive(),
+... )
+>>> fit = model.fit(data, draws=500, tune=500, chains=2, random_seed=1)  # doctest: +SKIP
+>>> print(fit.report())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import datasets
+from .data import NonmemDataset, read_nonmem
+from .errors import (
+    ConvergenceWarning,
+    DatasetError,
+    DatasetWarning,
+    NLMEError,
+    SamplingError,
+    SpecificationError,
+)
+from .io import load
+from .model import Model
+from .priors import Prior
+from .results import Fit
+from .spec import (
+    Additive,
+    Categorical,
+    Combined,
+    Exponential,
+    Linear,
+    LogAdditive,
+    Omega,
+    Parameter,
+    Power,
+    Proportional,
+)
+from .structural import OneCompartment, ThreeCompartment, TwoCompartment
+
+__all__ = [
+    "__version__",
+    "datasets",
+    "read_nonmem",
+    "NonmemDataset",
+    "Model",
+    "Parameter",
+    "Prior",
+    "Omega",
+    "Power",
+    "Exponential",
+    "Linear",
+    "Categorical",
+    "Additive",
+    "Proportional",
+    "Combined",
+    "LogAdditive",
+    "OneCompartment",
+    "TwoCompartment",
+    "ThreeCompartment",
+    "Fit",
+    "load",
+    "NLMEError",
+    "DatasetError",
+    "SpecificationError",
+    "SamplingError",
+    "DatasetWarning",
+    "ConvergenceWarning",
+]

@@ -1,0 +1,372 @@
+"""The only place that creates PyMC variables: specification + dataset -> ``pm.Model``.
+
+Names in the emitted model (what a pharmacometrician reads in the posterior):
+
+=====================  ==================  ==============================================
+name                   dims                meaning
+=====================  ==================  ==============================================
+``CL_pop``             --                  typical value (fixed effect), natural scale
+``CL_WT``              -- / (WT_level)     covariate coefficient / exponent of CL on WT
+``omega``              (param)             SD of each random effect (log scale if log-normal)
+``omega_corr``         (param, param_bis)  correlation matrix of the random effects
+``eta``                (subject, param)    individual random effects
+``CL``                 (subject)           individual parameter
+``IPRED``, ``PRED``    (obs)               individual / population (eta = 0) prediction
+``sigma_add`` ...      --                  residual error SDs (``sigma_prop``, ``sigma_log``)
+``DV``                 (obs)               the observed data (likelihood)
+=====================  ==================  ==============================================
+
+Sampler internals -- non-centred offsets ``z_eta_*`` and packed Cholesky factors
+``chol_omega_*`` -- are sampled but kept out of the user's posterior (group
+``posterior_internal``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from .errors import DatasetError, SpecificationError
+from .events import build_schedule, describe_rows
+from .events_types import EventSchedule
+from .spec import (
+    Additive,
+    Categorical,
+    Combined,
+    Exponential,
+    Linear,
+    LogAdditive,
+    Power,
+    Prior,
+    Proportional,
+)
+
+__all__ = ["BuiltModel", "build"]
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltModel:
+    """A built PyMC model with what the rest of the pipeline needs to know about it."""
+
+    pm_model: pm.Model
+    schedule: EventSchedule
+    observations: pd.DataFrame
+    subject_ids: tuple[Any, ...]
+    offset_vars: tuple[str, ...]  # sampler internals kept out of the posterior
+    initvals: dict[str, Any]
+    covariates: pd.DataFrame
+
+
+def _error_models(model: Any, dvids: list[int]) -> dict[int, Any]:
+    if isinstance(model.error, Mapping):
+        errs = {int(k): v for k, v in model.error.items()}
+        missing = sorted(set(dvids) - set(errs))
+        if missing:
+            raise SpecificationError(
+                f"Model: the data have DVID {missing} but error models are given only for "
+                f"DVID {sorted(errs)}. Add them to error={{...}}."
+            )
+        return {k: errs[k] for k in dvids}
+    return {k: model.error for k in dvids}
+
+
+def _covariate_factor(effect: Any, values: pd.Series, name: str, log_scale: bool) -> Any:
+    """log of the multiplicative factor (log_scale) or the factor itself, per subject."""
+
+    def coef(prior_or_value: Prior | float, cname: str, **kw: Any) -> Any:
+        if isinstance(prior_or_value, Prior):
+            prior_or_value.validate(f"covariate coefficient {cname}")
+            return prior_or_value.to_pymc(cname, **kw)
+        return pt.constant(prior_or_value)
+
+    cov = effect.covariate
+    if isinstance(effect, Categorical):
+        levels = sorted(pd.unique(values).tolist(), key=str)
+        if effect.reference not in levels:
+            raise SpecificationError(
+                f"Categorical({cov!r}): reference level {effect.reference!r} is not in the data; "
+                f"levels are {levels}."
+            )
+        others = [lv for lv in levels if lv != effect.reference]
+        if not others:
+            raise SpecificationError(
+                f"Categorical({cov!r}): only the reference level {effect.reference!r} occurs."
+            )
+        dim = f"{cov}_level"
+        pm.modelcontext(None).add_coord(dim, [str(o) for o in others])
+        theta = coef(effect.coefficient, f"{name}_{cov}", dims=dim)
+        idx = np.array([others.index(v) if v != effect.reference else -1 for v in values])
+        theta_full = pt.concatenate([theta, pt.zeros(1)])[idx]
+        log_f = theta_full
+    else:
+        x = values.to_numpy(dtype=float)
+        if isinstance(effect, Power):
+            if np.any(x <= 0):
+                raise SpecificationError(
+                    f"Power({cov!r}) on {name}: covariate values must be > 0, got {x.min()}."
+                )
+            theta = coef(effect.exponent, f"{name}_{cov}")
+            log_f = theta * np.log(x / effect.reference)
+        elif isinstance(effect, Exponential):
+            theta = coef(effect.coefficient, f"{name}_{cov}")
+            log_f = theta * (x - effect.reference)
+        elif isinstance(effect, Linear):
+            theta = coef(effect.coefficient, f"{name}_{cov}")
+            log_f = pt.log(1.0 + theta * (x - effect.reference))
+        else:  # pragma: no cover - guarded by spec validation
+            raise SpecificationError(f"Unknown covariate effect {effect!r}.")
+    return log_f if log_scale else pt.exp(log_f)
+
+
+def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[str, Any]]:
+    """eta (subject, param), the offset variable names, and init values."""
+    names = model.iiv_names
+    blocks = model.omega.resolve(names)
+    columns: dict[str, Any] = {}
+    sds: dict[str, Any] = {}
+    corr_blocks: list[tuple[tuple[str, ...], Any]] = []
+    offsets: list[str] = []
+    for block in blocks:
+        label = "_".join(block)
+        priors = [model.parameter(n).omega_prior or model.omega.sd_prior for n in block]
+        for n, pr in zip(block, priors, strict=True):
+            pr.validate(f"omega prior of {n}")
+        centered = model.parameter(block[0]).centered
+        if len(block) == 1:
+            n = block[0]
+            sd = priors[0].to_pymc(f"omega_{n}")
+            if centered:
+                eta = pm.Normal(f"eta_{n}", 0.0, sd, dims="subject")
+            else:
+                z = pm.Normal(f"z_eta_{n}", 0.0, 1.0, dims="subject")
+                offsets.append(z.name)
+                eta = z * sd
+            columns[n] = eta
+            sds[n] = sd
+            continue
+        families = {p.dist for p in priors}
+        if len(families) > 1:
+            raise SpecificationError(
+                f"Omega block {block}: all SD priors in a block must be the same distribution "
+                f"family, got {sorted(families)}."
+            )
+        stacked = {
+            k: np.array([dict(p.params)[k] for p in priors], dtype=float)
+            for k, _ in priors[0].params
+        }
+        sd_dist = priors[0].pymc_class().dist(**stacked, shape=len(block))
+        dim = f"param_{label}"
+        pm.modelcontext(None).add_coord(dim, list(block))
+        chol, corr, stds = pm.LKJCholeskyCov(
+            f"chol_omega_{label}",
+            n=len(block),
+            eta=model.omega.lkj_eta,
+            sd_dist=sd_dist,
+            compute_corr=True,
+            store_in_trace=False,
+        )
+        offsets.append(f"chol_omega_{label}")  # packed Cholesky factor: a sampler internal
+        if centered:
+            eta_blk = pm.MvNormal(
+                f"eta_{label}", mu=np.zeros(len(block)), chol=chol, dims=("subject", dim)
+            )
+        else:
+            z = pm.Normal(f"z_eta_{label}", 0.0, 1.0, dims=("subject", dim))
+            offsets.append(z.name)
+            eta_blk = z @ chol.T
+        for j, n in enumerate(block):
+            columns[n] = eta_blk[:, j]
+            sds[n] = stds[j]
+        corr_blocks.append((block, corr))
+    if not names:
+        return None, offsets, {}
+    eta = pm.Deterministic(
+        "eta", pt.stack([columns[n] for n in names], axis=1), dims=("subject", "param")
+    )
+    pm.Deterministic("omega", pt.stack([sds[n] for n in names]), dims="param")
+    k = len(names)
+    corr_full = pt.eye(k)
+    for block, corr in corr_blocks:
+        idx = np.array([names.index(n) for n in block])
+        corr_full = pt.set_subtensor(corr_full[idx[:, None], idx[None, :]], corr)
+    pm.Deterministic("omega_corr", corr_full, dims=("param", "param_bis"))
+    return eta, offsets, {}
+
+
+def _residual_sd(err: Any, ipred: Any, dv_scale: float, suffix: str) -> tuple[Any, bool]:
+    """SD of each observation under ``err`` and whether it is a log-scale model."""
+
+    def prior(p: Prior | None, default: Prior, name: str) -> Any:
+        pr = p or default
+        pr.validate(f"residual error {name}")
+        return pr.to_pymc(name)
+
+    add_default = Prior("HalfNormal", sigma=float(dv_scale))
+    prop_default = Prior("HalfNormal", sigma=0.5)
+    if isinstance(err, Additive):
+        return prior(err.sigma, add_default, f"sigma_add{suffix}") * pt.ones_like(ipred), False
+    if isinstance(err, Proportional):
+        return prior(err.sigma, prop_default, f"sigma_prop{suffix}") * ipred, False
+    if isinstance(err, Combined):
+        a = prior(err.additive, add_default, f"sigma_add{suffix}")
+        b = prior(err.proportional, prop_default, f"sigma_prop{suffix}")
+        return pt.sqrt(a**2 + (b * ipred) ** 2), False
+    if isinstance(err, LogAdditive):
+        return prior(err.sigma, prop_default, f"sigma_log{suffix}") * pt.ones_like(ipred), True
+    raise SpecificationError(f"Unknown error model {err!r}.")  # pragma: no cover
+
+
+def _check_error_domain(
+    obs: pd.DataFrame, errs: dict[int, Any], schedule: EventSchedule, structure: Any
+) -> None:
+    """Observations whose prediction is structurally 0 cannot have proportional/log error."""
+    needs_positive_pred = {k for k, e in errs.items() if isinstance(e, (Proportional, LogAdditive))}
+    if not needs_positive_pred:
+        return
+    in_scope = obs["DVID"].isin(needs_positive_pred).to_numpy()
+    # A prediction is positive iff some dose precedes the observation by dt > 0 (oral/infusion
+    # give 0 at dt = 0; a lag time can only make it later, which is checked at run time).
+    positive = np.zeros(len(obs), bool)
+    for route in ("iv_bolus", "iv_infusion", "oral", "oral_infusion"):
+        pairs = getattr(schedule, route)
+        ok = pairs.dt >= 0 if route == "iv_bolus" else pairs.dt > 0
+        positive[pairs.obs[ok]] = True
+    bad = in_scope & ~positive
+    if bad.any():
+        raise SpecificationError(
+            f"Observations at {describe_rows(obs[bad])} have a predicted concentration of 0 "
+            "(no dose before them, or taken at the time of an oral dose) but their error model "
+            "is proportional or log-scale, whose likelihood is undefined at 0. Use Combined() "
+            "error, or exclude those records (e.g. set MDV=1)."
+        )
+    log_models = {k for k, e in errs.items() if isinstance(e, LogAdditive)}
+    nonpos = obs["DVID"].isin(log_models).to_numpy() & (obs["DV"].to_numpy() <= 0)
+    if nonpos.any():
+        raise DatasetError(
+            f"DV: LogAdditive error needs DV > 0, but DV <= 0 at {describe_rows(obs[nonpos])}. "
+            "Use Combined() error, or treat them as below the limit of quantification."
+        )
+
+
+def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltModel:
+    """Build the PyMC model of ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : nlme_bayes.Model
+    data : nlme_bayes.NonmemDataset
+    store_predictions : bool
+        Add ``IPRED`` and ``PRED`` as deterministics (stored with each draw).
+    """
+    structure = model.structure
+    missing_cov = [c for c in model.covariate_names if c not in data.covariates]
+    if missing_cov:
+        raise SpecificationError(
+            f"Model: covariate(s) {', '.join(missing_cov)} not in the data. Available covariates: "
+            f"{', '.join(sorted(data.covariates)) or '(none)'}."
+        )
+    schedule, obs = build_schedule(data, structure)
+    if schedule.n_obs == 0:
+        raise DatasetError("The dataset has no observation records (EVID=0, MDV=0) to fit.")
+    dvids = sorted(pd.unique(obs["DVID"]).astype(int).tolist())
+    errs = _error_models(model, dvids)
+    _check_error_domain(obs, errs, schedule, structure)
+
+    cov_table = (
+        data.covariate_table(list(model.covariate_names))
+        if model.covariate_names
+        else (pd.DataFrame(index=pd.Index(data.subject_ids, name="ID")))
+    )
+    subject_ids = tuple(data.subject_ids)
+    coords = {
+        "subject": list(subject_ids),
+        "obs": np.arange(schedule.n_obs),
+        "param": list(model.iiv_names),
+        "param_bis": list(model.iiv_names),
+    }
+    initvals: dict[str, Any] = {}
+    with pm.Model(coords=coords, name="") as pm_model:
+        for c in model.covariate_names:
+            col = cov_table[c]
+            if pd.api.types.is_numeric_dtype(col):
+                pm.Data(c, col.to_numpy(dtype=float), dims="subject")
+        pm.Data("TIME", obs["TIME"].to_numpy(dtype=float), dims="obs")
+        pm.Data("subject_index", obs["subject"].to_numpy(dtype=np.int64), dims="obs")
+
+        # --- typical values and covariate effects (per subject, transformed scale)
+        typical: dict[str, Any] = {}
+        for p in model.parameters:
+            if p.fixed:
+                pop = pt.constant(float(p.typical))
+            else:
+                prior = p.effective_prior
+                prior.validate(f"prior of {p.name}")
+                pop = prior.to_pymc(f"{p.name}_pop")
+                if p.typical is not None:
+                    initvals[f"{p.name}_pop"] = float(p.typical)
+            log_scale = p.iiv in ("lognormal", "logit", None)
+            if p.iiv == "logit":
+                base = pt.log(pop) - pt.log1p(-pop)
+            elif p.iiv == "normal":
+                base = pop
+            else:
+                base = pt.log(pop)
+            value = base * pt.ones(len(subject_ids))
+            for eff in p.covariates:
+                f = _covariate_factor(eff, cov_table[eff.covariate], p.name, log_scale)
+                value = value + f if log_scale else value * f
+            typical[p.name] = value
+
+        # --- random effects
+        eta, offsets, _ = _random_effects(model, len(subject_ids))
+        individual: dict[str, Any] = {}
+        population: dict[str, Any] = {}
+        for p in model.parameters:
+            t = typical[p.name]
+            e = eta[:, model.iiv_names.index(p.name)] if p.iiv is not None else 0.0
+            if p.iiv == "normal":
+                ind, popv = t + e, t
+            elif p.iiv == "logit":
+                ind, popv = pt.sigmoid(t + e), pt.sigmoid(t)
+            else:
+                ind, popv = pt.exp(t + e), pt.exp(t)
+            individual[p.name] = pm.Deterministic(p.name, ind, dims="subject")
+            population[p.name] = popv
+
+        # --- structural model and residual error
+        ipred = structure.predict(individual, schedule)
+        if store_predictions:
+            ipred = pm.Deterministic("IPRED", ipred, dims="obs")
+            pm.Deterministic("PRED", structure.predict(population, schedule), dims="obs")
+        dvid = obs["DVID"].to_numpy().astype(int)
+        dv = obs["DV"].to_numpy(dtype=float)
+        sd = pt.zeros(schedule.n_obs)
+        is_log = False
+        for k, err in errs.items():
+            mask = dvid == k
+            scale = float(np.std(dv[mask])) if mask.sum() > 1 else 1.0
+            scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+            suffix = "" if len(errs) == 1 else f"_DVID{k}"
+            sd_k, is_log = _residual_sd(err, ipred, scale, suffix)
+            sd = pt.where(mask, sd_k, sd) if len(errs) > 1 else sd_k
+        if is_log:
+            pm.LogNormal("DV", mu=pt.log(ipred), sigma=sd, observed=dv, dims="obs")
+        else:
+            pm.Normal("DV", mu=ipred, sigma=sd, observed=dv, dims="obs")
+
+    return BuiltModel(
+        pm_model=pm_model,
+        schedule=schedule,
+        observations=obs,
+        subject_ids=subject_ids,
+        offset_vars=tuple(offsets),
+        initvals=initvals,
+        covariates=cov_table,
+    )

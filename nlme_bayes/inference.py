@@ -1,0 +1,266 @@
+"""Sampling: build the PyMC model, run NUTS, and assemble the ArviZ results.
+
+Samplers: ``"pymc"`` (PyMC's own NUTS, C backend), ``"nutpie"`` (Rust NUTS on a Numba-compiled
+log density), ``"numpyro"`` (JAX; needs ``jax``). ``"auto"`` picks the fastest measured here
+(see ``benchmarks/bench_samplers.py`` and the README); the choice is recorded in the results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+import warnings
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from .builder import build
+from .errors import SamplingError, SpecificationError
+
+if TYPE_CHECKING:
+    from .data import NonmemDataset
+    from .model import Model
+    from .results import Fit
+
+__all__ = ["fit", "choose_sampler", "SAMPLERS"]
+
+SAMPLERS = ("auto", "nutpie", "numpyro", "pymc")
+OFFSETS_GROUP = "posterior_internal"
+
+
+def choose_sampler(sampler: str) -> str:
+    """Resolve ``"auto"`` and check that the requested backend is installed."""
+    if sampler not in SAMPLERS:
+        raise SpecificationError(
+            f"sampler={sampler!r} is not valid; choose one of {', '.join(sorted(SAMPLERS))}."
+        )
+    if sampler == "auto":
+        # Measured on Theophylline (benchmarks/bench_samplers.py, README): PyMC's NUTS with the
+        # C backend reaches a result first -- its compiled log density is cached on disk, while
+        # nutpie re-compiles with Numba each time, which dominates on small/medium studies.
+        return "pymc"
+    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
+        raise SpecificationError("sampler='nutpie' needs the nutpie package: pip install nutpie")
+    if sampler == "numpyro" and (
+        importlib.util.find_spec("numpyro") is None or importlib.util.find_spec("jax") is None
+    ):
+        raise SpecificationError("sampler='numpyro' needs numpyro and jax: pip install numpyro jax")
+    return sampler
+
+
+def _seed(random_seed: int | None) -> int:
+    if random_seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if not isinstance(random_seed, (int, np.integer)) or random_seed < 0:
+        raise SpecificationError(f"random_seed must be a non-negative int, got {random_seed!r}.")
+    return int(random_seed)
+
+
+def _attach_obs_coords(tree: xr.DataTree, observations: Any) -> xr.DataTree:
+    """Give every ``obs`` dimension the ID / TIME / DVID of its record."""
+    coords = {
+        "ID": ("obs", observations["ID"].to_numpy()),
+        "TIME": ("obs", observations["TIME"].to_numpy(dtype=float)),
+        "DVID": ("obs", observations["DVID"].to_numpy().astype(int)),
+    }
+    for node in tree.subtree:
+        ds = node.dataset
+        if "obs" in ds.dims:
+            node.dataset = ds.assign_coords(coords)
+    return tree
+
+
+def fit(
+    model: Model,
+    data: NonmemDataset,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    random_seed: int | None = None,
+    sampler: Literal["auto", "pymc", "nutpie", "numpyro"] = "auto",
+    target_accept: float = 0.9,
+    max_treedepth: int = 10,
+    progressbar: bool = True,
+    prior_predictive: bool = False,
+    posterior_predictive: bool = False,
+    store_predictions: bool = True,
+    check: bool = True,
+) -> Fit:
+    """Sample the posterior of ``model`` on ``data`` with NUTS.
+
+    Parameters
+    ----------
+    model : Model
+    data : NonmemDataset
+        From :func:`nlme_bayes.read_nonmem` or :mod:`nlme_bayes.datasets`.
+    draws, tune, chains : int
+        Kept draws per chain, warm-up iterations per chain, number of chains.
+    cores : int, optional
+        Chains run in parallel on this many cores (default: all, at most ``chains``).
+    random_seed : int, optional
+        Same seed, same data and same model give identical draws. ``None`` draws a seed,
+        which is recorded in the results so the run can be repeated.
+    sampler : {"auto", "pymc", "nutpie", "numpyro"}
+        NUTS backend; ``"auto"`` is the fastest measured on this project's benchmarks.
+    target_accept : float
+        NUTS target acceptance rate (raise towards 0.99 if there are divergences).
+    max_treedepth : int
+        Maximum NUTS tree depth.
+    progressbar : bool
+        Show progress bars while sampling.
+    prior_predictive, posterior_predictive : bool
+        Also draw from the prior (and prior predictive) / the posterior predictive.
+    store_predictions : bool
+        Keep ``IPRED`` and ``PRED`` per draw in the posterior.
+    check : bool
+        Warn (:class:`~nlme_bayes.errors.ConvergenceWarning`) when diagnostics fail.
+
+    Returns
+    -------
+    Fit
+        Holds the ArviZ ``DataTree`` (``fit.results``) and the inputs.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.model_library import theophylline_model
+    >>> fit = theophylline_model().fit(nb.datasets.theophylline(), draws=300, tune=300,
+    ...                                chains=2, random_seed=1, progressbar=False)  # doctest: +SKIP
+    >>> fit.summary()  # doctest: +SKIP
+    """
+    from . import __version__
+    from .results import Fit
+
+    for name, value in (("draws", draws), ("chains", chains)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise SpecificationError(f"{name} must be a positive int, got {value!r}.")
+    if not isinstance(tune, (int, np.integer)) or tune < 0:
+        raise SpecificationError(f"tune must be a non-negative int, got {tune!r}.")
+    if not 0 < target_accept < 1:
+        raise SpecificationError(f"target_accept must be in (0, 1), got {target_accept!r}.")
+    backend = choose_sampler(sampler)
+    seed = _seed(random_seed)
+
+    t0 = time.perf_counter()
+    built = build(model, data, store_predictions=store_predictions)
+    t_build = time.perf_counter() - t0
+    pm_model = built.pm_model
+    _check_initial_point(built)
+
+    kwargs: dict[str, Any] = dict(
+        draws=int(draws),
+        tune=int(tune),
+        chains=int(chains),
+        cores=cores if cores is not None else min(int(chains), os.cpu_count() or 1),
+        random_seed=seed,
+        progressbar=progressbar,
+        model=pm_model,
+        nuts_sampler=backend,
+        initvals=built.initvals or None,
+        compute_convergence_checks=False,
+    )
+    if backend == "pymc":
+        kwargs.update(target_accept=target_accept, max_treedepth=max_treedepth)
+    elif backend == "nutpie":
+        kwargs["nuts_sampler_kwargs"] = {"target_accept": target_accept, "maxdepth": max_treedepth}
+    else:
+        kwargs["nuts_sampler_kwargs"] = {
+            "target_accept": target_accept,
+            "max_tree_depth": max_treedepth,
+        }
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
+        try:
+            tree = pm.sample(**kwargs)
+        except (pm.exceptions.SamplingError, ValueError, RuntimeError) as exc:
+            raise SamplingError(
+                f"NUTS ({backend}) failed: {exc}. Check the initial values (typical=) and priors."
+            ) from exc
+    t_sample_total = time.perf_counter() - t1
+    sampling_time = float(tree["posterior"].attrs.get("sampling_time", t_sample_total))
+
+    t2 = time.perf_counter()
+    tree = pm.compute_log_likelihood(
+        tree, model=pm_model, extend_inferencedata=True, progressbar=False
+    )
+    # Non-centred offsets and packed Cholesky factors are sampler internals: keep them (the
+    # posterior predictive needs them) in their own group, out of the users' posterior.
+    post = tree["posterior"].dataset
+    offsets = [v for v in built.offset_vars if v in post]
+    if offsets:
+        tree[OFFSETS_GROUP] = xr.DataTree(post[offsets])
+        tree["posterior"] = xr.DataTree(post.drop_vars(offsets))
+    if prior_predictive:
+        prior = pm.sample_prior_predictive(draws=int(draws), model=pm_model, random_seed=seed)
+        for group in ("prior", "prior_predictive"):
+            if group in prior.children:
+                tree[group] = xr.DataTree(prior[group].dataset)
+    t_post = time.perf_counter() - t2
+
+    tree = _attach_obs_coords(tree, built.observations)
+    timings = {
+        "build_s": t_build,
+        "compile_s": max(t_sample_total - sampling_time, 0.0),
+        "sampling_s": sampling_time,
+        "postprocess_s": t_post,
+        "total_s": time.perf_counter() - t0,
+    }
+    tree.attrs.update(
+        {
+            "nlme_bayes_version": __version__,
+            "nlme_bayes_model": json.dumps(model.to_dict()),
+            "sampler": backend,
+            "random_seed": seed,
+            "draws": int(draws),
+            "tune": int(tune),
+            "chains": int(chains),
+            "target_accept": float(target_accept),
+            "timings": json.dumps(timings),
+            "versions": json.dumps(_versions()),
+        }
+    )
+    result = Fit(model=model, data=data, results=tree, built=built)
+    if posterior_predictive:
+        result.sample_posterior_predictive(random_seed=seed)
+    if check:
+        result.check_convergence(warn=True)
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("pymc", "pytensor", "arviz", "numpy", "xarray", "pandas", "nutpie"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _check_initial_point(built: Any) -> None:
+    """A clear error, naming the culprits, when the start point has no finite density."""
+    m = built.pm_model
+    ip = m.initial_point()
+    for name, value in built.initvals.items():
+        rv = m[name]
+        tr = m.rvs_to_transforms.get(rv)
+        key = m.rvs_to_values[rv].name
+        ip[key] = tr.forward(np.asarray(value, dtype=float)).eval() if tr is not None else value
+    logps = m.point_logps(ip)
+    bad = {k: v for k, v in logps.items() if not np.isfinite(v)}
+    if bad:
+        raise SamplingError(
+            "The starting point has zero density for: "
+            + ", ".join(f"{k} (logp={v})" for k, v in bad.items())
+            + ". Check typical= values, priors, and that predictions are positive where the "
+            "error model needs it."
+        )

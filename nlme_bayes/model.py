@@ -1,0 +1,224 @@
+"""The user's model: structure + parameters + random effects + residual error.
+
+:class:`Model` is a frozen specification (like ``bambi.Model``, but immutable: change it
+with :meth:`Model.replace`). ``Model.build(data)`` emits a plain ``pm.Model``;
+``Model.fit(data, ...)`` samples it and returns a :class:`~nlme_bayes.results.Fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import SpecificationError
+from .spec import (
+    Additive,
+    Combined,
+    ErrorModel,
+    LogAdditive,
+    Omega,
+    Parameter,
+    Proportional,
+    spec_from_dict,
+    spec_to_dict,
+)
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+    from .data import NonmemDataset
+    from .results import Fit
+
+__all__ = ["Model"]
+
+_ERROR_CLASSES = (Additive, Proportional, Combined, LogAdditive)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A population model, ready to be built on a dataset and fitted.
+
+    Parameters
+    ----------
+    structure
+        A structural model, e.g. ``OneCompartment(route="oral")`` (names its parameters).
+    parameters : sequence of Parameter
+        One :class:`~nlme_bayes.Parameter` per structural parameter, keyed by name.
+    omega : Omega
+        Structure and priors of the random-effect covariance (default: one full block with
+        an LKJ(2) prior on the correlations and HalfNormal(1) on the SDs).
+    error : error model or mapping DVID -> error model
+        :class:`Additive` (default), :class:`Proportional`, :class:`Combined`,
+        :class:`LogAdditive`; a dict gives one per ``DVID``.
+    name : str
+        A label for reports.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> model = nb.Model(
+    ...     structure=nb.OneCompartment(route="oral"),
+    ...     parameters=[nb.Parameter("CL", 0.04), nb.Parameter("V", 0.5), nb.Parameter("ka", 1.5)],
+    ...     error=nb.Additive(),
+    ... )
+    >>> model.parameter_names
+    ('CL', 'V', 'ka')
+    >>> fit = model.fit(nb.datasets.theophylline(), draws=200, tune=200, chains=2,
+    ...                 random_seed=1, progressbar=False)  # doctest: +SKIP
+    """
+
+    structure: Any
+    parameters: tuple[Parameter, ...]
+    omega: Omega = field(default_factory=Omega)
+    error: ErrorModel | Mapping[int, ErrorModel] = field(default_factory=Additive)
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        params = tuple(self.parameters)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise SpecificationError(
+                    f"Model: parameters must be nlme_bayes.Parameter objects, got {p!r}."
+                )
+        object.__setattr__(self, "parameters", params)
+        names = [p.name for p in params]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise SpecificationError(f"Model: parameter(s) {', '.join(dups)} given twice.")
+        expected = tuple(getattr(self.structure, "parameters", ()))
+        if not expected:
+            raise SpecificationError(
+                f"Model: structure {self.structure!r} is not a structural model "
+                "(e.g. nlme_bayes.OneCompartment(route='oral'))."
+            )
+        unknown = sorted(set(names) - set(expected))
+        missing = [n for n in expected if n not in names]
+        if unknown or missing:
+            parts = []
+            if unknown:
+                parts.append(f"unknown parameter(s) {', '.join(unknown)}")
+            if missing:
+                parts.append(f"missing parameter(s) {', '.join(missing)}")
+            raise SpecificationError(
+                f"Model: {'; '.join(parts)} for {self.structure.describe()}. "
+                f"Its parameters are: {', '.join(expected)}."
+            )
+        # Keep the structural model's order: reports then read CL, V, ka, ...
+        order = {n: i for i, n in enumerate(expected)}
+        object.__setattr__(self, "parameters", tuple(sorted(params, key=lambda p: order[p.name])))
+        if not isinstance(self.omega, Omega):
+            raise SpecificationError(
+                f"Model: omega must be an nlme_bayes.Omega, got {self.omega!r}."
+            )
+        self.omega.resolve(self.iiv_names)  # raises on blocks naming unknown parameters
+        for block in self.omega.resolve(self.iiv_names):
+            centered = {self.parameter(n).centered for n in block}
+            if len(centered) > 1:
+                raise SpecificationError(
+                    f"Model: parameters {', '.join(block)} share an Omega block but disagree on "
+                    "centered=; a correlated block is sampled one way. Set the same centered= "
+                    "for all of them or put them in separate blocks (Omega(blocks=...))."
+                )
+        errors = self.error
+        if isinstance(errors, Mapping):
+            if not errors:
+                raise SpecificationError("Model: error={} is empty; give at least one DVID.")
+            errs = dict(errors)
+            for k, e in errs.items():
+                if not isinstance(e, _ERROR_CLASSES):
+                    raise SpecificationError(f"Model: error model for DVID {k} is {e!r}.")
+            kinds = {isinstance(e, LogAdditive) for e in errs.values()}
+            if len(kinds) > 1:
+                raise SpecificationError(
+                    "Model: mixing LogAdditive with natural-scale error models across DVIDs is "
+                    "not supported yet; use one family for all DVIDs."
+                )
+        elif not isinstance(errors, _ERROR_CLASSES):
+            raise SpecificationError(
+                f"Model: error must be one of Additive, Combined, LogAdditive, Proportional "
+                f"(or a dict DVID -> error model), got {errors!r}."
+            )
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def iiv_names(self) -> tuple[str, ...]:
+        """Parameters that carry a random effect, in model order."""
+        return tuple(p.name for p in self.parameters if p.iiv is not None)
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise SpecificationError(
+            f"Model: no parameter {name!r}; parameters are {', '.join(self.parameter_names)}."
+        )
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for p in self.parameters:
+            for c in p.covariates:
+                if c.covariate not in seen:
+                    seen.append(c.covariate)
+        return tuple(seen)
+
+    def replace(self, **changes: Any) -> Model:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_parameter(self, parameter: Parameter) -> Model:
+        """A copy with one parameter replaced (matched by name)."""
+        self.parameter(parameter.name)
+        return self.replace(
+            parameters=tuple(parameter if p.name == parameter.name else p for p in self.parameters)
+        )
+
+    # ------------------------------------------------------------------ (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        return spec_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Model:
+        from . import structural
+
+        registry = {name: getattr(structural, name) for name in structural.__all__}
+        registry["Model"] = cls
+        out = spec_from_dict(dict(d), registry)
+        if not isinstance(out, Model):
+            raise SpecificationError("Stored specification is not a Model.")
+        return out
+
+    # ------------------------------------------------------------------ actions
+    def build(self, data: NonmemDataset) -> pm.Model:
+        """The plain ``pm.Model`` of this specification on ``data`` (extend it freely)."""
+        from .builder import build
+
+        return build(self, data).pm_model
+
+    def fit(self, data: NonmemDataset, **kwargs: Any) -> Fit:
+        """Sample the posterior with NUTS; see :func:`nlme_bayes.inference.fit`."""
+        from .inference import fit
+
+        return fit(self, data, **kwargs)
+
+    def describe(self) -> str:
+        lines = [f"Model {self.name!r}: {self.structure.describe()}"]
+        for p in self.parameters:
+            cov = ", ".join(type(c).__name__ + f"({c.covariate})" for c in p.covariates)
+            lines.append(
+                f"  {p.name:<6} prior {p.effective_prior!r}"
+                + (f"  IIV {p.iiv}{' (centered)' if p.centered else ''}" if p.iiv else "")
+                + (f"  covariates: {cov}" if cov else "")
+                + ("  FIXED" if p.fixed else "")
+            )
+        lines.append(
+            f"  Omega blocks: {self.omega.resolve(self.iiv_names)}  LKJ({self.omega.lkj_eta})"
+        )
+        lines.append(f"  error: {self.error!r}")
+        return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""The fit object: the ArviZ results (a ``DataTree``) together with the model and the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import ConvergenceWarning
+
+__all__ = ["Fit"]
+
+
+@dataclass(eq=False)
+class Fit:
+    """A fitted model.
+
+    Attributes
+    ----------
+    model : Model
+        The specification that was fitted.
+    data : NonmemDataset
+        The data it was fitted to.
+    results : xarray.DataTree
+        ArviZ results: ``posterior`` (typical values ``*_pop``, ``omega``, ``omega_corr``,
+        ``eta (subject, param)``, individual parameters ``(subject)``, ``IPRED``/``PRED``
+        ``(obs)``, ``sigma_*``), ``sample_stats``, ``log_likelihood`` (``DV`` per observation
+        with ``ID``/``TIME`` coordinates), ``observed_data``, ``constant_data``, and on request
+        ``prior``, ``prior_predictive``, ``posterior_predictive``. Root attributes hold the
+        model specification (JSON), sampler, seed, timings and package versions.
+    """
+
+    model: Any
+    data: Any
+    results: xr.DataTree
+    built: Any = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def idata(self) -> xr.DataTree:
+        """Alias of :attr:`results` (ArviZ's traditional name)."""
+        return self.results
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.results["posterior"].dataset
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Sampler, seed, draws, timings (s) and package versions of this fit."""
+        a = self.results.attrs
+        return {
+            "sampler": a.get("sampler"),
+            "random_seed": a.get("random_seed"),
+            "draws": a.get("draws"),
+            "tune": a.get("tune"),
+            "chains": a.get("chains"),
+            "timings": json.loads(a.get("timings", "{}")),
+            "versions": json.loads(a.get("versions", "{}")),
+        }
+
+    def _ensure_built(self) -> Any:
+        if self.built is None:
+            from .builder import build
+
+            self.built = build(self.model, self.data)
+        return self.built
+
+    @property
+    def pm_model(self) -> Any:
+        """The PyMC model (rebuilt from the specification after :func:`load`)."""
+        return self._ensure_built().pm_model
+
+    # ------------------------------------------------------------------ tables
+    def summary(self, *, ci_prob: float = 0.95) -> pd.DataFrame:
+        """Population parameters: mean, sd, median, credible interval, MCSE, R-hat, ESS.
+
+        Examples
+        --------
+        >>> fit.summary().round(3)  # doctest: +SKIP
+        """
+        from .summary import summary_table
+
+        return summary_table(self, ci_prob=ci_prob)
+
+    def check_convergence(self, *, warn: bool = False) -> Any:
+        """The convergence report (R-hat, ESS, divergences, tree depth, E-BFMI) with advice."""
+        from .summary import check_convergence
+
+        report = check_convergence(self)
+        if warn and not report.ok:
+            warnings.warn(str(report), ConvergenceWarning, stacklevel=2)
+        return report
+
+    def report(self, *, ci_prob: float = 0.95) -> str:
+        """A printable report: header, parameter table and convergence verdict."""
+        table = self.summary(ci_prob=ci_prob)
+        info = self.info
+        t = info["timings"]
+        head = (
+            f"{self.model.name}: {self.model.structure.describe()}\n"
+            f"{self.data.n_subjects} subjects, {self.data.n_observations} observations; "
+            f"NUTS ({info['sampler']}), {info['chains']} chains x {info['draws']} draws "
+            f"(+{info['tune']} warm-up), seed {info['random_seed']}\n"
+            f"time: build {t.get('build_s', 0):.1f} s, compile {t.get('compile_s', 0):.1f} s, "
+            f"sampling {t.get('sampling_s', 0):.1f} s"
+        )
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            body = table.drop(columns="kind").to_string(float_format=lambda v: f"{v:.4g}")
+        from .summary import check_convergence
+
+        return f"{head}\n\n{body}\n\n{check_convergence(self, table)}"
+
+    def predictions(self, *, point: str = "mean") -> pd.DataFrame:
+        """Per observation: ``ID, TIME, DVID, DV, PRED, IPRED, IWRES`` (posterior ``point``).
+
+        ``IWRES = (DV - IPRED) / sd`` with the residual SD at the posterior point estimate
+        of IPRED and sigma (a plug-in residual, as NONMEM reports it).
+        """
+        post = self.posterior
+        agg = (
+            (lambda da: da.mean(("chain", "draw")))
+            if point == "mean"
+            else (lambda da: da.median(("chain", "draw")))
+        )
+        obs = self._ensure_built().observations
+        out = obs[["ID", "TIME", "DVID", "DV"]].copy()
+        if "PRED" in post:
+            out["PRED"] = agg(post["PRED"]).values
+            out["IPRED"] = agg(post["IPRED"]).values
+        sd = self._residual_sd(out["IPRED"].to_numpy(), obs["DVID"].to_numpy(), agg)
+        out["IWRES"] = (out["DV"] - out["IPRED"]) / sd
+        return out
+
+    def _residual_sd(self, ipred: np.ndarray, dvid: np.ndarray, agg: Any) -> np.ndarray:
+        from .spec import Additive, Combined, LogAdditive, Proportional
+
+        post = self.posterior
+        errs = self.model.error if isinstance(self.model.error, dict) else None
+        sd = np.ones_like(ipred)
+        for k in np.unique(dvid):
+            err = errs[int(k)] if errs else self.model.error
+            sfx = "" if not errs or len(errs) == 1 else f"_DVID{int(k)}"
+            m = dvid == k
+            if isinstance(err, Additive):
+                sd[m] = float(agg(post[f"sigma_add{sfx}"]))
+            elif isinstance(err, Proportional):
+                sd[m] = float(agg(post[f"sigma_prop{sfx}"])) * ipred[m]
+            elif isinstance(err, Combined):
+                a, b = float(agg(post[f"sigma_add{sfx}"])), float(agg(post[f"sigma_prop{sfx}"]))
+                sd[m] = np.sqrt(a**2 + (b * ipred[m]) ** 2)
+            elif isinstance(err, LogAdditive):
+                sd[m] = float(agg(post[f"sigma_log{sfx}"])) * ipred[m]
+        return sd
+
+    def ebe(self, *, point: str = "mean") -> pd.DataFrame:
+        """Empirical Bayes estimates: individual parameters and etas per subject."""
+        post = self.posterior
+        f = (
+            (lambda da: da.mean(("chain", "draw")))
+            if point == "mean"
+            else (lambda da: da.median(("chain", "draw")))
+        )
+        cols = {p: f(post[p]).values for p in self.model.parameter_names}
+        if "eta" in post:
+            eta = f(post["eta"])
+            for n in eta["param"].values:
+                cols[f"eta_{n}"] = eta.sel(param=n).values
+        return pd.DataFrame(cols, index=pd.Index(post["subject"].values, name="ID"))
+
+    # ------------------------------------------------------------------ predictive
+    def sample_posterior_predictive(self, *, random_seed: int | None = None) -> xr.Dataset:
+        """Draw replicated DV from the posterior; stored in ``posterior_predictive``."""
+        import pymc as pm
+
+        from .inference import OFFSETS_GROUP, _attach_obs_coords
+
+        tree = self.results
+        post = tree["posterior"].dataset
+        if OFFSETS_GROUP in tree.children:
+            post = post.merge(tree[OFFSETS_GROUP].dataset)
+        src = xr.DataTree.from_dict(
+            {"posterior": post.drop_vars(["ID", "TIME", "DVID"], errors="ignore")}
+        )
+        pp = pm.sample_posterior_predictive(
+            src, model=self.pm_model, var_names=["DV"], random_seed=random_seed, progressbar=False
+        )
+        ds = pp["posterior_predictive"].dataset
+        tree["posterior_predictive"] = xr.DataTree(ds)
+        _attach_obs_coords(tree, self._ensure_built().observations)
+        return tree["posterior_predictive"].dataset
+
+    # ------------------------------------------------------------------ plots and i/o
+    def plot_gof(self, path: str | os.PathLike | None = None) -> Any:
+        """Goodness-of-fit panels (DV vs PRED/IPRED, IWRES vs TIME/IPRED)."""
+        from .plots import plot_gof
+
+        return plot_gof(self, path)
+
+    def plot_individual(self, path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+        """Observed data with individual (IPRED) and population (PRED) curves per subject."""
+        from .plots import plot_individual
+
+        return plot_individual(self, path, **kwargs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write everything (results, model, data, seed, versions) to one NetCDF file."""
+        from .io import save
+
+        save(self, path)
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (
+            f"<Fit {self.model.name!r}: {self.data.n_subjects} subjects, "
+            f"{self.data.n_observations} obs; {i['chains']}x{i['draws']} draws ({i['sampler']})>"
+        )

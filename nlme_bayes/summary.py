@@ -1,0 +1,181 @@
+"""The parameter table a pharmacometrician expects, and the convergence verdict.
+
+Rows (labels): typical values ``CL_pop`` (natural scale), covariate effects ``CL_WT``,
+``omega(CL)`` (SD of eta), ``CV%(CL)`` (``100*sqrt(exp(omega^2)-1)``, log-normal
+parameters only), ``corr(CL,V)``, residual error ``sigma_*``. Columns: mean, sd, median,
+the equal-tailed credible interval, MCSE of the mean, R-hat, bulk and tail ESS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["summary_table", "ConvergenceReport", "check_convergence", "THRESHOLDS"]
+
+#: Thresholds of the convergence verdict (Vehtari et al. 2021 for R-hat and ESS).
+THRESHOLDS = {"rhat": 1.01, "ess": 400.0, "ebfmi": 0.3, "treedepth_frac": 0.01}
+
+
+def _quantities(fit: Any) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
+    post = fit.results["posterior"].dataset
+    model = fit.model
+    out: dict[str, xr.DataArray] = {}
+    kind: dict[str, str] = {}
+    for p in model.parameters:
+        name = f"{p.name}_pop"
+        if name in post:
+            out[name], kind[name] = post[name], "typical value"
+    for p in model.parameters:
+        for eff in p.covariates:
+            name = f"{p.name}_{eff.covariate}"
+            if name not in post:
+                continue
+            da = post[name]
+            extra = [d for d in da.dims if d not in ("chain", "draw")]
+            if extra:
+                for level in da[extra[0]].values:
+                    label = f"{name}[{level}]"
+                    out[label], kind[label] = da.sel({extra[0]: level}), "covariate effect"
+            else:
+                out[name], kind[name] = da, "covariate effect"
+    if "omega" in post:
+        names = list(post["omega"]["param"].values)
+        for n in names:
+            om = post["omega"].sel(param=n)
+            out[f"omega({n})"], kind[f"omega({n})"] = om, "omega (SD)"
+            if model.parameter(n).iiv == "lognormal":
+                cv = 100.0 * np.sqrt(np.expm1(om**2))
+                out[f"CV%({n})"], kind[f"CV%({n})"] = cv, "omega (CV%)"
+        corr = post["omega_corr"]
+        blocks = model.omega.resolve(model.iiv_names)
+        for block in blocks:
+            for i, a in enumerate(block):
+                for b in block[i + 1 :]:
+                    label = f"corr({a},{b})"
+                    out[label] = corr.sel(param=a, param_bis=b)
+                    kind[label] = "correlation"
+    for name in sorted(v for v in post.data_vars if str(v).startswith("sigma_")):
+        out[str(name)], kind[str(name)] = post[name], "residual error"
+    return out, kind
+
+
+def summary_table(fit: Any, *, ci_prob: float = 0.95) -> pd.DataFrame:
+    """Summary of the population parameters; see the module docstring for rows/columns."""
+    quantities, kind = _quantities(fit)
+    ds = xr.Dataset({k: v.reset_coords(drop=True) for k, v in quantities.items()})
+    lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+    rhat = az.rhat(ds)
+    ess_bulk = az.ess(ds, method="bulk")
+    ess_tail = az.ess(ds, method="tail")
+    mcse = az.mcse(ds, method="mean")
+    rows = []
+    for k, da in ds.data_vars.items():
+        x = da.values.ravel()
+        rows.append(
+            {
+                "parameter": k,
+                "kind": kind[k],
+                "mean": float(np.mean(x)),
+                "sd": float(np.std(x, ddof=1)),
+                "median": float(np.median(x)),
+                f"ci{lo * 100:g}%": float(np.quantile(x, lo)),
+                f"ci{hi * 100:g}%": float(np.quantile(x, hi)),
+                "mcse_mean": float(mcse[k]),
+                "rhat": float(rhat[k]),
+                "ess_bulk": float(ess_bulk[k]),
+                "ess_tail": float(ess_tail[k]),
+            }
+        )
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+@dataclass
+class ConvergenceReport:
+    """Verdict on a fit's sampling, with the problems found and what to do about them."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = "Convergence: OK" if self.ok else "Convergence: PROBLEMS FOUND"
+        figs = ", ".join(f"{k}={v:.4g}" for k, v in self.figures.items())
+        lines = [head, f"  ({figs})"]
+        lines += [f"  - {p}" for p in self.problems]
+        if self.advice:
+            lines.append("  Advice:")
+            lines += [f"  * {a}" for a in self.advice]
+        return "\n".join(lines)
+
+
+def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> ConvergenceReport:
+    """R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, with advice."""
+    table = summary_table(fit) if table is None else table
+    stats = fit.results["sample_stats"].dataset
+    problems: list[str] = []
+    advice: list[str] = []
+    post = fit.results["posterior"].dataset
+    eta_rhat = float(az.rhat(post[["eta"]])["eta"].max()) if "eta" in post else 1.0
+    figures = {
+        "max_rhat": float(np.nanmax(table["rhat"])),
+        "max_rhat_eta": eta_rhat,
+        "min_ess_bulk": float(np.nanmin(table["ess_bulk"])),
+        "min_ess_tail": float(np.nanmin(table["ess_tail"])),
+    }
+    bad = table.index[table["rhat"] > THRESHOLDS["rhat"]].tolist()
+    if bad or eta_rhat > THRESHOLDS["rhat"]:
+        who = bad + (["eta"] if eta_rhat > THRESHOLDS["rhat"] else [])
+        problems.append(f"R-hat > {THRESHOLDS['rhat']} for {', '.join(who)}")
+        advice.append(
+            "Run longer (more tune and draws) and check the trace plots; R-hat far above 1 often "
+            "means chains found different modes (e.g. the ka/k flip-flop of oral models): give "
+            "typical= values near the expected mode or tighter priors."
+        )
+    low = table.index[
+        (table["ess_bulk"] < THRESHOLDS["ess"]) | (table["ess_tail"] < THRESHOLDS["ess"])
+    ].tolist()
+    if low:
+        problems.append(f"bulk or tail ESS < {THRESHOLDS['ess']:g} for {', '.join(low)}")
+        advice.append(
+            "Draw more samples (draws=) or more chains; reparameterise if ESS per draw is very low."
+        )
+    n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    figures["divergences"] = n_div
+    if n_div:
+        problems.append(f"{n_div} divergent transitions")
+        advice.append(
+            "Raise target_accept (0.95 or 0.99). If divergences persist, switch the random "
+            "effects' parameterisation: centered=True for parameters whose subjects are rich in "
+            "data, non-centered (default) for sparse data; tighten the omega priors."
+        )
+    if "reached_max_treedepth" in stats:
+        frac = float(stats["reached_max_treedepth"].mean())
+        figures["treedepth_saturation"] = frac
+        if frac > THRESHOLDS["treedepth_frac"]:
+            problems.append(f"{frac:.1%} of transitions hit the maximum tree depth")
+            advice.append(
+                "Raise max_treedepth, or reparameterise (strong posterior correlations, "
+                "e.g. between CL and V, make trajectories long)."
+            )
+    if "energy" in stats:
+        ebfmi = np.atleast_1d(
+            az.bfmi(fit.results)["energy"].values
+            if hasattr(az.bfmi(fit.results), "data_vars")
+            else az.bfmi(fit.results)
+        )
+        figures["min_ebfmi"] = float(np.min(ebfmi))
+        if np.min(ebfmi) < THRESHOLDS["ebfmi"]:
+            problems.append(f"low E-BFMI ({np.min(ebfmi):.2f} < {THRESHOLDS['ebfmi']})")
+            advice.append(
+                "Low E-BFMI: the sampler explores the energy poorly; reparameterise the "
+                "random effects (centered vs non-centered) or use more informative "
+                "omega priors."
+            )
+    return ConvergenceReport(ok=not problems, problems=problems, advice=advice, figures=figures)
