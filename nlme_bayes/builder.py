@@ -272,11 +272,12 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             f"Model: covariate(s) {', '.join(missing_cov)} not in the data. Available covariates: "
             f"{', '.join(sorted(data.covariates)) or '(none)'}."
         )
-    schedule, obs = build_schedule(data, structure)
-    if schedule.n_obs == 0:
+    data_obs = data.observations()
+    if len(data_obs) == 0:
         raise DatasetError("The dataset has no observation records (EVID=0, MDV=0) to fit.")
-    dvids = sorted(pd.unique(obs["DVID"]).astype(int).tolist())
+    dvids = sorted(pd.unique(data_obs["DVID"]).astype(int).tolist())
     errs = _error_models(model, dvids)
+    schedule, obs = build_schedule(data, structure)
     _check_error_domain(obs, errs, schedule, structure)
 
     cov_table = (

@@ -33,8 +33,14 @@ def _records_to_dataset(records: pd.DataFrame) -> xr.Dataset:
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             values = s.to_numpy()
         else:
-            values = np.array([str(v) for v in s.to_numpy()], dtype=object)
-            dtypes[col] = "str"
+            # text: stored as strings, missing values as "" (their mask kept separately)
+            missing = s.isna().to_numpy()
+            values = np.array(
+                ["" if m else str(v) for v, m in zip(s.to_numpy(), missing, strict=True)],
+                dtype=object,
+            )
+            if missing.any():
+                data_vars[f"{col}__missing"] = ("record", missing)
         data_vars[col] = ("record", values)
     ds = xr.Dataset(data_vars, coords={"record": np.arange(len(records))})
     ds.attrs["dtypes"] = json.dumps(dtypes)
@@ -49,8 +55,11 @@ def _dataset_to_records(ds: xr.Dataset) -> pd.DataFrame:
     for col in columns:
         values = ds[col].values
         dt = dtypes[col]
-        if dt == "str":
-            out[col] = pd.Series([str(v) for v in values], dtype=object)
+        if values.dtype == object or values.dtype.kind in "SU":
+            series = pd.Series([str(v) for v in values], dtype=object)
+            if f"{col}__missing" in ds:
+                series[ds[f"{col}__missing"].values.astype(bool)] = None
+            out[col] = series.astype(dt)
         else:
             out[col] = pd.Series(values).astype(dt)
     return pd.DataFrame(out, columns=columns)

@@ -103,7 +103,21 @@ class Prior:
 
     def validate(self, where: str = "") -> None:
         """Check that PyMC accepts these parameters, before any model is compiled."""
+        import inspect
+
         cls = self.pymc_class()
+        sig = inspect.signature(cls.dist)
+        valid = [
+            n
+            for n, prm in sig.parameters.items()
+            if prm.kind not in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD) and n != "cls"
+        ]
+        unknown = sorted(set(self.kwargs) - set(valid))
+        if unknown:
+            raise SpecificationError(
+                f"{where + ': ' if where else ''}invalid prior {self!r}: pymc.{self.dist} has no "
+                f"parameter {', '.join(unknown)}; its parameters are {', '.join(valid)}."
+            )
         try:
             rv = cls.dist(**self.kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised as our own error with context

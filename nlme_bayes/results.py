@@ -134,30 +134,39 @@ class Fit:
         if "PRED" in post:
             out["PRED"] = agg(post["PRED"]).values
             out["IPRED"] = agg(post["IPRED"]).values
-        sd = self._residual_sd(out["IPRED"].to_numpy(), obs["DVID"].to_numpy(), agg)
-        out["IWRES"] = (out["DV"] - out["IPRED"]) / sd
+        out["IWRES"] = self._iwres(out, agg)
         return out
 
-    def _residual_sd(self, ipred: np.ndarray, dvid: np.ndarray, agg: Any) -> np.ndarray:
+    def _iwres(self, out: pd.DataFrame, agg: Any) -> np.ndarray:
+        """(DV - IPRED)/sd, or (log DV - log IPRED)/sigma for the log-scale error model."""
         from .spec import Additive, Combined, LogAdditive, Proportional
 
         post = self.posterior
-        errs = self.model.error if isinstance(self.model.error, dict) else None
-        sd = np.ones_like(ipred)
+        errs = dict(self.model.error) if isinstance(self.model.error, dict) else None
+        dv, ipred = out["DV"].to_numpy(float), out["IPRED"].to_numpy(float)
+        dvid = out["DVID"].to_numpy()
+        iwres = np.full(len(dv), np.nan)
         for k in np.unique(dvid):
             err = errs[int(k)] if errs else self.model.error
             sfx = "" if not errs or len(errs) == 1 else f"_DVID{int(k)}"
             m = dvid == k
+
+            def s(name: str, sfx: str = sfx) -> float:
+                return float(agg(post[f"{name}{sfx}"]))
+
+            if isinstance(err, LogAdditive):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    iwres[m] = (np.log(dv[m]) - np.log(ipred[m])) / s("sigma_log")
+                continue
             if isinstance(err, Additive):
-                sd[m] = float(agg(post[f"sigma_add{sfx}"]))
+                sd = s("sigma_add")
             elif isinstance(err, Proportional):
-                sd[m] = float(agg(post[f"sigma_prop{sfx}"])) * ipred[m]
+                sd = s("sigma_prop") * ipred[m]
             elif isinstance(err, Combined):
-                a, b = float(agg(post[f"sigma_add{sfx}"])), float(agg(post[f"sigma_prop{sfx}"]))
-                sd[m] = np.sqrt(a**2 + (b * ipred[m]) ** 2)
-            elif isinstance(err, LogAdditive):
-                sd[m] = float(agg(post[f"sigma_log{sfx}"])) * ipred[m]
-        return sd
+                sd = np.sqrt(s("sigma_add") ** 2 + (s("sigma_prop") * ipred[m]) ** 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                iwres[m] = (dv[m] - ipred[m]) / sd
+        return iwres
 
     def ebe(self, *, point: str = "mean") -> pd.DataFrame:
         """Empirical Bayes estimates: individual parameters and etas per subject."""

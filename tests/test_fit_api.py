@@ -1,0 +1,205 @@
+"""The fit object: ArviZ groups, coordinates, reproducibility, summary, save/load, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import nlme_bayes as nb
+from nlme_bayes.errors import SpecificationError
+from nlme_bayes.examples import theophylline_model
+
+
+def test_results_groups_and_names(small_theoph_fit):
+    tree = small_theoph_fit.results
+    for group in (
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+        "prior",
+        "prior_predictive",
+        "posterior_predictive",
+        "posterior_internal",
+    ):
+        assert group in tree.children, group
+    post = tree["posterior"].dataset
+    assert not [v for v in post.data_vars if v.startswith(("z_", "chol_"))]
+    assert {
+        "CL_pop",
+        "V_pop",
+        "ka_pop",
+        "omega",
+        "omega_corr",
+        "eta",
+        "CL",
+        "V",
+        "ka",
+        "IPRED",
+        "PRED",
+        "sigma_add",
+    } <= set(post.data_vars)
+    assert post["eta"].dims == ("chain", "draw", "subject", "param")
+    assert list(post["subject"].values) == list(range(1, 13))
+    ll = tree["log_likelihood"].dataset["DV"]
+    assert ll.dims == ("chain", "draw", "obs") and ll.sizes["obs"] == 132
+    assert list(ll["ID"].values[:3]) == [1, 1, 1]
+    np.testing.assert_allclose(ll["TIME"].values[:3], [0.0, 0.25, 0.57])
+    assert tree["posterior_predictive"].dataset["DV"].sizes["obs"] == 132
+    assert "z_eta_CL_V_ka" in tree["posterior_internal"].dataset
+    attrs = tree.attrs
+    assert attrs["sampler"] == "pymc" and attrs["random_seed"] == 11
+
+
+def test_individual_parameters_are_typical_times_exp_eta(small_theoph_fit):
+    post = small_theoph_fit.posterior
+    for name in ("CL", "V", "ka"):
+        expected = post[f"{name}_pop"] * np.exp(post["eta"].sel(param=name))
+        np.testing.assert_allclose(
+            post[name].values, expected.transpose(*post[name].dims).values, rtol=1e-10
+        )
+    # omega and the correlation matrix are those of the sampled eta's prior: unit diagonal
+    np.testing.assert_allclose(
+        np.diagonal(post["omega_corr"].values, axis1=-2, axis2=-1), 1.0, atol=1e-12
+    )
+
+
+def test_summary_table(small_theoph_fit):
+    table = small_theoph_fit.summary()
+    assert list(table.index[:3]) == ["CL_pop", "V_pop", "ka_pop"]
+    for col in (
+        "mean",
+        "sd",
+        "median",
+        "ci2.5%",
+        "ci97.5%",
+        "mcse_mean",
+        "rhat",
+        "ess_bulk",
+        "ess_tail",
+    ):
+        assert col in table.columns
+    om = small_theoph_fit.posterior["omega"].sel(param="CL").values
+    cv = 100 * np.sqrt(np.exp(om**2) - 1)
+    assert table.loc["CV%(CL)", "mean"] == pytest.approx(cv.mean(), rel=1e-12)
+    assert {"corr(CL,V)", "corr(CL,ka)", "corr(V,ka)", "sigma_add"} <= set(table.index)
+    text = small_theoph_fit.report()
+    assert "Convergence:" in text and "CL_pop" in text
+
+
+def test_convergence_report_flags_short_runs(small_theoph_fit):
+    report = small_theoph_fit.check_convergence()
+    # 2 x 200 draws cannot give 400 effective draws of every quantity: the report must say so.
+    assert not report.ok
+    assert any("ESS" in p for p in report.problems)
+    assert any("draws" in a for a in report.advice)
+
+
+def test_predictions_and_ebe(small_theoph_fit):
+    df = small_theoph_fit.predictions()
+    assert list(df.columns) == ["ID", "TIME", "DVID", "DV", "PRED", "IPRED", "IWRES"]
+    assert len(df) == 132 and np.isfinite(df["IWRES"]).all()
+    ebe = small_theoph_fit.ebe()
+    assert list(ebe.index) == list(range(1, 13))
+    assert {"CL", "V", "ka", "eta_CL", "eta_V", "eta_ka"} <= set(ebe.columns)
+
+
+def test_same_seed_identical_draws(theoph):
+    kw = dict(draws=30, tune=30, chains=2, random_seed=5, progressbar=False, check=False)
+    a = theophylline_model().fit(theoph, **kw)
+    b = theophylline_model().fit(theoph, **kw)
+    xr.testing.assert_equal(a.posterior, b.posterior)  # values and coords; attrs hold timestamps
+    c = theophylline_model().fit(theoph, **{**kw, "random_seed": 6})
+    assert not np.array_equal(a.posterior["CL_pop"].values, c.posterior["CL_pop"].values)
+
+
+def test_same_seed_identical_draws_nutpie(theoph):
+    kw = dict(
+        draws=30, tune=30, chains=2, random_seed=5, progressbar=False, check=False, sampler="nutpie"
+    )
+    a = theophylline_model().fit(theoph, **kw)
+    b = theophylline_model().fit(theoph, **kw)
+    np.testing.assert_array_equal(a.posterior["CL_pop"].values, b.posterior["CL_pop"].values)
+    assert a.results.attrs["sampler"] == "nutpie"
+
+
+def test_save_load_round_trip(small_theoph_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    small_theoph_fit.save(path)
+    back = nb.load(path)
+    assert back.model == small_theoph_fit.model
+    assert back.data.records.equals(small_theoph_fit.data.records)
+    assert back.data.covariates == small_theoph_fit.data.covariates
+    for group in small_theoph_fit.results.children:
+        xr.testing.assert_identical(
+            back.results[group].dataset, small_theoph_fit.results[group].dataset
+        )
+    for key, value in small_theoph_fit.results.attrs.items():
+        assert back.results.attrs[key] == value, key
+    assert back.summary().equals(small_theoph_fit.summary())
+    # the loaded fit rebuilds its PyMC model for posterior predictive checks
+    assert back.pm_model["CL"] is not None
+
+
+def test_save_load_string_ids(tmp_path):
+    import pandas as pd
+
+    frame = nb.datasets.theophylline().to_dataframe()
+    frame["ID"] = "S" + frame["ID"].astype(int).astype(str).str.zfill(2)
+    frame["SEXTXT"] = np.where(frame["WT"] > 70, "M", "F")
+    data = nb.read_nonmem(frame)
+    fit = theophylline_model().fit(
+        data, draws=20, tune=20, chains=1, random_seed=1, progressbar=False, check=False
+    )
+    fit.save(tmp_path / "s.nc")
+    back = nb.load(tmp_path / "s.nc")
+    assert back.data.subject_ids == data.subject_ids
+    pd.testing.assert_frame_equal(back.data.records, data.records)
+    assert list(back.posterior["subject"].values) == list(data.subject_ids)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(nb.NLMEError, match="no such file"):
+        nb.load(tmp_path / "missing.nc")
+    other = tmp_path / "other.nc"
+    xr.DataTree(xr.Dataset({"x": ("a", [1, 2])})).to_netcdf(other, engine="h5netcdf")
+    with pytest.raises(nb.NLMEError, match="not an nlme_bayes results file"):
+        nb.load(other)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sampler": "stan"}, r"sampler='stan' is not valid; choose one of auto, numpyro"),
+        ({"draws": 0}, r"draws must be a positive int"),
+        ({"tune": -1}, r"tune must be a non-negative int"),
+        ({"target_accept": 1.2}, r"target_accept must be in \(0, 1\)"),
+        ({"random_seed": -3}, r"random_seed must be a non-negative int"),
+    ],
+)
+def test_fit_argument_errors(theoph, kwargs, message):
+    with pytest.raises(SpecificationError, match=message):
+        theophylline_model().fit(theoph, **kwargs)
+
+
+def test_plots_written(small_theoph_fit, tmp_path):
+    gof = small_theoph_fit.plot_gof(tmp_path / "gof.png")
+    ind = small_theoph_fit.plot_individual(tmp_path / "ind.png", n_draws=40)
+    assert (tmp_path / "gof.png").stat().st_size > 10_000
+    assert (tmp_path / "ind.png").stat().st_size > 10_000
+    assert len(gof.axes) == 4 and len([a for a in ind.axes if a.get_visible()]) >= 12
+
+
+def test_individual_curves_match_ipred_at_observation_times(small_theoph_fit):
+    """The dense-grid predictions use the same model: at t = 0 oral, IPRED is exactly 0 and
+    the curve's median passes near the posterior-median IPRED at observation times."""
+    from nlme_bayes.predictions import individual_curves
+
+    curves = individual_curves(small_theoph_fit, n_points=50, n_draws=100)
+    assert set(curves.columns) == {"ID", "TIME", "IPRED", "IPRED_lo", "IPRED_hi", "PRED"}
+    first = curves.groupby("ID").head(1)
+    np.testing.assert_allclose(first["IPRED"], 0.0, atol=1e-12)
+    assert (curves["IPRED_lo"] <= curves["IPRED"] + 1e-12).all()
+    assert (curves["IPRED"] <= curves["IPRED_hi"] + 1e-12).all()
