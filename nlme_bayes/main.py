@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outdir", default="outputs")
     args = parser.parse_args(argv)
 
+    import warnings
+
+    # Our linear algebra is on 3x3 matrices: PyTensor's BLAS notice is noise for this job.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+
     import nlme_bayes as nb
     from nlme_bayes.examples import theophylline_model
 

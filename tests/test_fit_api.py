@@ -50,7 +50,7 @@ def test_results_groups_and_names(small_theoph_fit):
     assert tree["posterior_predictive"].dataset["DV"].sizes["obs"] == 132
     assert "z_eta_CL_V_ka" in tree["posterior_internal"].dataset
     attrs = tree.attrs
-    assert attrs["sampler"] == "pymc" and attrs["random_seed"] == 11
+    assert attrs["sampler"] == "nutpie" and attrs["random_seed"] == 11  # "auto"
 
 
 def test_individual_parameters_are_typical_times_exp_eta(small_theoph_fit):
@@ -107,7 +107,9 @@ def test_predictions_and_ebe(small_theoph_fit):
 
 
 def test_same_seed_identical_draws(theoph):
-    kw = dict(draws=30, tune=30, chains=2, random_seed=5, progressbar=False, check=False)
+    kw = dict(
+        draws=30, tune=30, chains=2, random_seed=5, progressbar=False, check=False, sampler="pymc"
+    )
     a = theophylline_model().fit(theoph, **kw)
     b = theophylline_model().fit(theoph, **kw)
     xr.testing.assert_equal(a.posterior, b.posterior)  # values and coords; attrs hold timestamps
@@ -177,6 +179,9 @@ def test_load_errors(tmp_path):
         ({"tune": -1}, r"tune must be a non-negative int"),
         ({"target_accept": 1.2}, r"target_accept must be in \(0, 1\)"),
         ({"random_seed": -3}, r"random_seed must be a non-negative int"),
+        ({"mass_matrix": "full"}, r"mass_matrix='full' is not valid; choose one of 'dense'"),
+        ({"sampler": "pymc", "mass_matrix": "low_rank"}, r"needs sampler='nutpie'"),
+        ({"sampler": "nutpie", "mass_matrix": "dense"}, r"needs sampler='pymc'"),
     ],
 )
 def test_fit_argument_errors(theoph, kwargs, message):

@@ -33,7 +33,8 @@ def test_prior_unknown_distribution_lists_valid_ones():
 
 
 def test_prior_invalid_arguments():
-    with pytest.raises(SpecificationError, match=r"pymc.Normal has no parameter scale; its parameters are mu, sigma, tau"):
+    msg = r"pymc.Normal has no parameter scale; its parameters are mu, sigma, tau"
+    with pytest.raises(SpecificationError, match=msg):
         nb.Prior("Normal", mu=0, scale=1).validate()
     with pytest.raises(SpecificationError, match=r"outside their domain"):
         nb.Prior("HalfNormal", sigma=-1.0).validate()
