@@ -281,7 +281,9 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
     _check_error_domain(obs, errs, schedule, structure)
 
     cov_table = (
-        data.covariate_table(list(model.covariate_names))
+        data.covariate_table(
+            list(model.covariate_names), time_varying=model.time_varying_covariates
+        )
         if model.covariate_names
         else (pd.DataFrame(index=pd.Index(data.subject_ids, name="ID")))
     )

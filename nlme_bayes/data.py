@@ -430,8 +430,9 @@ class NonmemDataset:
                     where = format_where(rows[changed], ids.to_numpy()[changed])
                     violations.append(
                         f"{name}: varies within a subject, changing at {where}; pass "
-                        "time_varying='baseline' to use each subject's first-record value, or "
-                        "model it as a time-varying covariate"
+                        "time_varying='baseline' (when fitting: "
+                        "Model(time_varying_covariates='baseline')) to use each subject's "
+                        "first-record value, or model it as a time-varying covariate"
                     )
         if violations:
             raise dataset_error(self.source, violations)

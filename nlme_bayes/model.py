@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import SpecificationError
 from .spec import (
@@ -54,6 +54,10 @@ class Model:
         :class:`LogAdditive`; a dict gives one per ``DVID``.
     name : str
         A label for reports.
+    time_varying_covariates : {"error", "baseline"}
+        The closed-form models need one covariate value per subject. ``"error"`` (default)
+        refuses a covariate that changes within a subject, naming the rows; ``"baseline"``
+        uses each subject's first-record value -- explicitly, never silently.
 
     Examples
     --------
@@ -74,8 +78,14 @@ class Model:
     omega: Omega = field(default_factory=Omega)
     error: ErrorModel | Mapping[int, ErrorModel] = field(default_factory=Additive)
     name: str = "model"
+    time_varying_covariates: Literal["error", "baseline"] = "error"
 
     def __post_init__(self) -> None:
+        if self.time_varying_covariates not in ("error", "baseline"):
+            raise SpecificationError(
+                f"Model: time_varying_covariates={self.time_varying_covariates!r} is not valid; "
+                "choose 'baseline' or 'error'."
+            )
         params = tuple(self.parameters)
         for p in params:
             if not isinstance(p, Parameter):

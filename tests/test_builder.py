@@ -252,3 +252,26 @@ def test_invalid_prior_reported_before_compiling(theoph):
     )
     with pytest.raises(SpecificationError, match=r"prior of CL: invalid prior"):
         model.build(theoph)
+
+
+def test_time_varying_covariate_refused_then_baseline_on_request():
+    frame = nb.datasets.theophylline().to_dataframe()
+    frame.loc[(frame["ID"] == 3) & (frame["TIME"] > 5), "WT"] += 1.0
+    data = nb.read_nonmem(frame)
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", 0.04, covariates=(nb.Power("WT", 70),)),
+            nb.Parameter("V", 0.5),
+            nb.Parameter("ka", 1.5),
+        ]
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"WT: varies within a subject.*ID 3.*"
+        r"time_varying_covariates='baseline'",
+    ):
+        model.build(data)
+    built = build(model.replace(time_varying_covariates="baseline"), data)
+    assert built.covariates.loc[3, "WT"] == frame.loc[frame["ID"] == 3, "WT"].iloc[0]
+    with pytest.raises(SpecificationError, match=r"time_varying_covariates='last' is not valid"):
+        model.replace(time_varying_covariates="last")
