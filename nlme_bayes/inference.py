@@ -134,7 +134,7 @@ def fit(
     Examples
     --------
     >>> import nlme_bayes as nb
-    >>> from nlme_bayes.model_library import theophylline_model
+    >>> from nlme_bayes.examples import theophylline_model
     >>> fit = theophylline_model().fit(nb.datasets.theophylline(), draws=300, tune=300,
     ...                                chains=2, random_seed=1, progressbar=False)  # doctest: +SKIP
     >>> fit.summary()  # doctest: +SKIP

@@ -1,4 +1,8 @@
-r"""Numerically safe elementwise kernels of the closed-form compartment models.
+r"""Numerically safe kernels of the closed-form compartment models.
+
+The macro constants (``macro_one/two/three``, math in
+:func:`nlme_bayes.structural.closed_form.macro_constants`) give the exponents
+:math:`\lambda_i` and coefficients :math:`A_i` of the unit-bolus response.
 
 Every concentration of a linear compartment model is a sum over disposition
 exponents :math:`\lambda_i` of one of four responses to a dose.  They are all
@@ -32,6 +36,8 @@ Inputs are assumed to lie in the valid domain: rates ``> 0`` and times ``>= 0``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -40,6 +46,9 @@ from pytensor.tensor.variable import TensorVariable
 
 __all__ = [
     "as_float_tensor",
+    "macro_one",
+    "macro_two",
+    "macro_three",
     "phi",
     "phi2",
     "bateman",
@@ -50,7 +59,7 @@ __all__ = [
     "depot_infusion_response",
 ]
 
-#: Below this ``|x|`` :func:`phi` uses its Taylor series (truncation error < 1e-18).
+#: Below this ``|x|`` :func:`phi` uses its Taylor series (truncation error < 2e-18).
 PHI_TAYLOR_BELOW = 1e-3
 #: Below this ``max(p, q)`` :func:`phi2` uses its Taylor series (truncation error < 2e-14).
 PHI2_TAYLOR_BELOW = 1e-3
@@ -140,22 +149,29 @@ def phi2(p: TensorVariable, q: TensorVariable) -> TensorVariable:
     >>> float(phi2(0.0, 0.0).eval())
     0.5
     """
-    p = as_float_tensor(p)
-    q = as_float_tensor(q)
-    lo, d = _ordered(p, q)
+    return _phi2_ordered(*_ordered(as_float_tensor(p), as_float_tensor(q)))
+
+
+def _phi2_ordered(lo: TensorVariable, d: TensorVariable) -> TensorVariable:
+    """:func:`phi2` of ``(lo, lo + d)`` for ``lo, d >= 0`` (see :func:`_ordered`)."""
     hi = lo + d
     small = pt.lt(hi, PHI2_TAYLOR_BELOW)
     hi_big = pt.switch(small, 1.0, hi)
     lo_big = pt.switch(small, 0.5, lo)
     d_big = pt.switch(small, 0.5, d)
     direct = (phi(lo_big) - pt.exp(-lo_big) * phi(d_big)) / hi_big
-    ps = pt.switch(small, p, 0.0)
-    qs = pt.switch(small, q, 0.0)
-    h1 = ps + qs
-    h2 = ps * ps + ps * qs + qs * qs
-    h3 = h1 * (ps * ps + qs * qs)
+    lo_s = pt.switch(small, lo, 0.0)
+    hi_s = pt.switch(small, hi, 0.0)
+    h1 = lo_s + hi_s
+    h2 = lo_s * lo_s + lo_s * hi_s + hi_s * hi_s
+    h3 = h1 * (lo_s * lo_s + hi_s * hi_s)
     series = 0.5 - h1 / 6.0 + h2 / 24.0 - h3 / 120.0
     return pt.switch(small, series, direct)
+
+
+def _bateman_ordered(lo: TensorVariable, d: TensorVariable, t: TensorVariable) -> TensorVariable:
+    """:func:`bateman` from the ordered rates ``lo = min(a, b)``, ``d = |a - b|``."""
+    return pt.exp(-lo * t) * t * phi(d * t)
 
 
 def bateman(a: TensorVariable, b: TensorVariable, t: TensorVariable) -> TensorVariable:
@@ -187,8 +203,8 @@ def bateman(a: TensorVariable, b: TensorVariable, t: TensorVariable) -> TensorVa
     >>> round(float(bateman(1.0, 1.0, 2.0).eval()), 12)
     0.270670566473
     """
-    lo, d = _ordered(as_float_tensor(a), as_float_tensor(b))
-    return pt.exp(-lo * t) * t * phi(d * t)
+    t = as_float_tensor(t)
+    return _bateman_ordered(*_ordered(as_float_tensor(a), as_float_tensor(b)), t)
 
 
 def bateman_integral(a: TensorVariable, b: TensorVariable, t: TensorVariable) -> TensorVariable:
@@ -216,9 +232,78 @@ def bateman_integral(a: TensorVariable, b: TensorVariable, t: TensorVariable) ->
     0.0
     """
     t = as_float_tensor(t)
-    return t * t * phi2(a * t, b * t)
+    lo, d = _ordered(as_float_tensor(a), as_float_tensor(b))
+    return t * t * _phi2_ordered(lo * t, d * t)
 
 
+# --------------------------------------------------------------------------- macro constants
+# Each returns (A, lam) of a unit IV bolus with a trailing exponent axis (the math is in
+# closed_form.macro_constants).  Everything that can be is written once over that axis,
+# not once per exponent: it keeps the gradient graph, and PyTensor's compile time, small.
+#: Margin keeping the acos argument of the cubic off +-1 (its derivative is infinite there).
+_ACOS_MARGIN = 1e-14
+#: Newton polishing of the largest cubic root only where P'(l1) > this * l1^2.
+_NEWTON_MIN_SLOPE = 1e-6
+#: Floor of (l2 - l3) / (l2 + l3): keeps sqrt finite for (numerically) coincident roots.
+_MIN_GAP = 1e-12
+
+
+def _col(x: TensorVariable) -> TensorVariable:
+    return pt.shape_padright(x, 1)
+
+
+def macro_one(p: Mapping[str, TensorVariable]) -> tuple[TensorVariable, TensorVariable]:
+    return _col(1.0 / p["V"]), _col(p["CL"] / p["V"])
+
+
+def macro_two(p: Mapping[str, TensorVariable]) -> tuple[TensorVariable, TensorVariable]:
+    v = p["V"]
+    k10, k12, k21 = p["CL"] / v, p["Q"] / v, p["Q"] / p["V2"]
+    x = k10 + k12 - k21
+    sq = pt.sqrt(x * x + 4.0 * k12 * k21)  # = alpha - beta > 0
+    alpha = 0.5 * (k10 + k12 + k21 + sq)
+    beta = k10 * k21 / alpha  # Vieta: no cancellation
+    # alpha - k21 = (sq + x)/2 and k21 - beta = (sq - x)/2, with (sq + x)(sq - x) = 4 k12 k21:
+    # take the cancellation-free form of each (both branches are finite everywhere).
+    gap = _col(sq) + _col(x) * np.array([1.0, -1.0])  # [sq + x, sq - x]
+    numer = pt.switch(pt.gt(gap, _col(sq)), 0.5 * gap, 2.0 * _col(k12 * k21) / gap[..., ::-1])
+    return numer / _col(v * sq), pt.stack([alpha, beta], axis=-1)
+
+
+def macro_three(p: Mapping[str, TensorVariable]) -> tuple[TensorVariable, TensorVariable]:
+    v = p["V"]
+    k10, k12, k13 = p["CL"] / v, p["Q"] / v, p["Q3"] / v
+    k21, k31 = p["Q"] / p["V2"], p["Q3"] / p["V3"]
+    # Coefficients of P(l) = l^3 - a2 l^2 + a1 l - a0: sums of positive terms, exact to eps.
+    a2 = k10 + k12 + k13 + k21 + k31
+    a1 = k10 * k21 + k10 * k31 + k12 * k31 + k13 * k21 + k21 * k31
+    a0 = k10 * k21 * k31
+    # Largest root by the trigonometric method (l = y + a2/3, y^3 + pp y + qq = 0) ...
+    pp = a1 - a2 * a2 / 3.0
+    qq = -2.0 * a2**3 / 27.0 + a2 * a1 / 3.0 - a0
+    r = pt.sqrt(-pp / 3.0)
+    arg = pt.clip(-qq / (2.0 * r**3), -1.0 + _ACOS_MARGIN, 1.0 - _ACOS_MARGIN)
+    lam1 = a2 / 3.0 + 2.0 * r * pt.cos(pt.arccos(arg) / 3.0)
+    # ... polished by one Newton step (the trig roots lose digits when the two smaller
+    # roots are close on the scale of a2; skipped if lam1 is a near-double root) ...
+    slope = (3.0 * lam1 - 2.0 * a2) * lam1 + a1
+    ok = pt.gt(slope, _NEWTON_MIN_SLOPE * lam1 * lam1)
+    value = ((lam1 - a2) * lam1 + a1) * lam1 - a0
+    lam1 = lam1 - pt.switch(ok, value / pt.switch(ok, slope, 1.0), 0.0)
+    # ... then deflation: lam2 + lam3 and lam2 * lam3 without cancellation.
+    prod23 = a0 / lam1
+    sum23 = (a1 - prod23) / lam1
+    gap23 = pt.sqrt(pt.maximum(sum23 * sum23 - 4.0 * prod23, (_MIN_GAP * sum23) ** 2))
+    lam2 = 0.5 * (sum23 + gap23)
+    lam3 = prod23 / lam2
+    gap12, gap13 = lam1 - lam2, lam1 - lam3
+    lam = pt.stack([lam1, lam2, lam3], axis=-1)
+    # A_i = (k21 - l_i)(k31 - l_i) / ((l_j - l_i)(l_k - l_i) V)
+    denom = pt.stack([gap12 * gap13, -gap12 * gap23, gap13 * gap23], axis=-1) * _col(v)
+    return (_col(k21) - lam) * (_col(k31) - lam) / denom, lam
+
+
+# --------------------------------------------------------------------------- responses
 def bolus_response(
     coef: TensorVariable, lam: TensorVariable, dose: TensorVariable, t: TensorVariable
 ) -> TensorVariable:
@@ -318,6 +403,7 @@ def depot_infusion_response(
     )
     tau = pt.minimum(t, duration)
     u = t - tau
-    during = bateman_integral(lam, ka, tau) * pt.exp(-lam * u)
-    after = tau * phi(ka * tau) * bateman(lam, ka, u)
+    lo, d = _ordered(lam, ka)
+    during = tau * tau * _phi2_ordered(lo * tau, d * tau) * pt.exp(-lam * u)
+    after = tau * phi(ka * tau) * _bateman_ordered(lo, d, u)
     return rate * ka * coef * (during + after)

@@ -49,55 +49,7 @@ Route = Literal["iv", "oral"]
 ROUTES: tuple[str, ...] = ("iv", "oral")
 TensorLike = TensorVariable | np.ndarray | float
 
-#: Margin keeping the acos argument of the cubic off +-1 (its derivative is infinite there).
-_ACOS_MARGIN = 1e-14
-
-
-# --------------------------------------------------------------------------- macro constants
-def _macro_one(p: Mapping[str, TensorVariable]) -> tuple[list, list]:
-    return [1.0 / p["V"]], [p["CL"] / p["V"]]
-
-
-def _macro_two(p: Mapping[str, TensorVariable]) -> tuple[list, list]:
-    v = p["V"]
-    k10, k12, k21 = p["CL"] / v, p["Q"] / v, p["Q"] / p["V2"]
-    x = k10 + k12 - k21
-    sq = pt.sqrt(x * x + 4.0 * k12 * k21)  # = alpha - beta > 0
-    alpha = 0.5 * (k10 + k12 + k21 + sq)
-    beta = k10 * k21 / alpha
-    # alpha - k21 = (sq + x)/2 and k21 - beta = (sq - x)/2; (sq+x)(sq-x) = 4 k12 k21.
-    # Use the cancellation-free one of each pair (both branches are finite).
-    alpha_k21 = pt.switch(pt.ge(x, 0.0), 0.5 * (sq + x), 2.0 * k12 * k21 / (sq - x))
-    k21_beta = pt.switch(pt.ge(x, 0.0), 2.0 * k12 * k21 / (sq + x), 0.5 * (sq - x))
-    return [alpha_k21 / (v * sq), k21_beta / (v * sq)], [alpha, beta]
-
-
-def _macro_three(p: Mapping[str, TensorVariable]) -> tuple[list, list]:
-    v = p["V"]
-    k10, k12, k13 = p["CL"] / v, p["Q"] / v, p["Q3"] / v
-    k21, k31 = p["Q"] / p["V2"], p["Q3"] / p["V3"]
-    a2 = k10 + k12 + k13 + k21 + k31
-    a1 = k10 * k21 + k10 * k31 + k12 * k31 + k13 * k21 + k21 * k31
-    a0 = k10 * k21 * k31
-    # lambda = y + a2/3 turns the cubic into y^3 + p y + q = 0 with three real roots.
-    pp = a1 - a2 * a2 / 3.0
-    qq = -2.0 * a2**3 / 27.0 + a2 * a1 / 3.0 - a0
-    r = pt.sqrt(-pp / 3.0)
-    arg = pt.clip(-qq / (2.0 * r**3), -1.0 + _ACOS_MARGIN, 1.0 - _ACOS_MARGIN)
-    theta = pt.arccos(arg) / 3.0
-    lam1 = a2 / 3.0 + 2.0 * r * pt.cos(theta)
-    lam2 = a2 / 3.0 + 2.0 * r * pt.cos(theta - 2.0 * np.pi / 3.0)
-    lam3 = a0 / (lam1 * lam2)  # Vieta: stable smallest root
-    lams = [lam1, lam2, lam3]
-    coefs = []
-    for i in range(3):
-        j, k = [m for m in range(3) if m != i]
-        li = lams[i]
-        coefs.append((k21 - li) * (k31 - li) / ((lams[j] - li) * (lams[k] - li) * v))
-    return coefs, lams
-
-
-_MACRO = {1: _macro_one, 2: _macro_two, 3: _macro_three}
+_MACRO = {1: K.macro_one, 2: K.macro_two, 3: K.macro_three}
 
 
 def macro_constants(
@@ -119,16 +71,25 @@ def macro_constants(
       :math:`\lambda^3 - a_2\lambda^2 + a_1\lambda - a_0` with
       :math:`a_2 = k_{10}+k_{12}+k_{13}+k_{21}+k_{31}`,
       :math:`a_1 = k_{10}k_{21}+k_{10}k_{31}+k_{12}k_{31}+k_{13}k_{21}+k_{21}k_{31}`,
-      :math:`a_0 = k_{10}k_{21}k_{31}`, by the trigonometric method
+      :math:`a_0 = k_{10}k_{21}k_{31}` (sums of positive terms, so exact to
+      rounding).  The largest root comes from the trigonometric method
       (:math:`p = a_1 - a_2^2/3`, :math:`q = -2a_2^3/27 + a_1a_2/3 - a_0`,
-      :math:`r = \sqrt{-p/3}`, :math:`\theta = \arccos(-q/(2r^3))/3`,
-      :math:`\lambda_{1,2} = a_2/3 + 2r\cos(\theta - 2\pi k/3)`, and the smallest
-      :math:`\lambda_3 = a_0/(\lambda_1\lambda_2)`), and
+      :math:`r = \sqrt{-p/3}`,
+      :math:`\lambda_1 = a_2/3 + 2r\cos(\arccos(-q/(2r^3))/3)`, the ``acos``
+      argument clipped into :math:`[-1, 1]`), polished by one Newton step on
+      the cubic; the other two by cancellation-free deflation,
+      :math:`\pi = a_0/\lambda_1 = \lambda_2\lambda_3`,
+      :math:`\sigma = (a_1 - \pi)/\lambda_1 = \lambda_2 + \lambda_3`,
+      :math:`\lambda_2 = (\sigma + \sqrt{\sigma^2 - 4\pi})/2`,
+      :math:`\lambda_3 = \pi/\lambda_2`.  Then
       :math:`A_i = \frac{(k_{21}-\lambda_i)(k_{31}-\lambda_i)}
-      {(\lambda_j-\lambda_i)(\lambda_k-\lambda_i)\,V}`.
+      {(\lambda_j-\lambda_i)(\lambda_k-\lambda_i)\,V}`.  (The plain trigonometric
+      roots lose up to half the digits of the two smaller exponents when they
+      are close on the scale of the largest; this scheme keeps ~1e-14 relative
+      accuracy over many decades of parameters.)
 
-    The roots are real and distinct for positive parameters (the rate matrix is
-    similar to a symmetric arrowhead matrix, whose eigenvalues strictly
+    The roots are real, positive and distinct for positive parameters (the rate
+    matrix is similar to a symmetric arrowhead matrix, whose eigenvalues
     interlace ``k21`` and ``k31``), so every denominator is non-zero.
 
     Parameters
@@ -152,8 +113,7 @@ def macro_constants(
     0.1
     """
     p = {name: K.as_float_tensor(params[name]) for name in model.disposition_parameters}
-    coefs, lams = _MACRO[model.n_compartments](p)
-    return pt.stack(coefs, axis=-1), pt.stack(lams, axis=-1)
+    return _MACRO[model.n_compartments](p)
 
 
 # --------------------------------------------------------------------------- models
@@ -235,8 +195,9 @@ class _CompartmentModel:
         One-compartment model, IV input (ADVAN1), lag time; parameters CL, V, tlag
         """
         route = "first-order absorption" if self.route == "oral" else "IV input"
-        extras = [e for e, on in (("lag time", self.lag), ("bioavailability", self.bioavailability))
-                  if on]
+        extras = [
+            e for e, on in (("lag time", self.lag), ("bioavailability", self.bioavailability)) if on
+        ]
         extra = "".join(f", {e}" for e in extras)
         return (
             f"{self._title} model, {route} (ADVAN{self.advan}){extra}; "
@@ -289,9 +250,7 @@ class _CompartmentModel:
                     f"{name}: every '{group}' pair needs duration > 0 (AMT/RATE)."
                 )
 
-    def predict(
-        self, params: Mapping[str, TensorLike], schedule: EventSchedule
-    ) -> TensorVariable:
+    def predict(self, params: Mapping[str, TensorLike], schedule: EventSchedule) -> TensorVariable:
         r"""Return the central concentration at every observation, shape ``(n_obs,)``.
 
         .. math::
@@ -358,8 +317,8 @@ class _CompartmentModel:
         def column(values: TensorLike) -> TensorVariable:
             return pt.shape_padright(pt.as_tensor_variable(values), 1)
 
-        t = column(pt.constant(pairs.dt))
-        amt = column(pt.constant(pairs.amt))
+        t = column(pairs.dt)
+        amt = column(pairs.amt)
         on = None
         if dosed and self.lag:
             t = t - column(p["tlag"][subject])
@@ -368,8 +327,8 @@ class _CompartmentModel:
         f = column(p["F"][subject]) if dosed and self.bioavailability else None
 
         if group in ("iv_infusion", "oral_infusion"):
-            duration = column(pt.constant(pairs.duration))
-            rate = column(pt.constant(pairs.amt / pairs.duration))
+            duration = column(pairs.duration)
+            rate = column(pairs.amt / pairs.duration)
             if f is not None:
                 duration = f * duration  # F scales the amount at fixed rate
             if group == "iv_infusion":
