@@ -119,7 +119,11 @@ def _covariate_factor(effect: Any, values: pd.Series, name: str, log_scale: bool
             log_f = theta * (x - effect.reference)
         elif isinstance(effect, Linear):
             theta = coef(effect.coefficient, f"{name}_{cov}")
-            log_f = pt.log(1.0 + theta * (x - effect.reference))
+            factor = 1.0 + theta * (x - effect.reference)
+            if effect.estimated:
+                # a non-positive factor means a non-positive parameter: zero posterior density
+                pm.Potential(f"{name}_{cov}_positive", pt.switch(pt.all(factor > 0), 0.0, -np.inf))
+            log_f = pt.log(pt.maximum(factor, 1e-300))
         else:  # pragma: no cover - guarded by spec validation
             raise SpecificationError(f"Unknown covariate effect {effect!r}.")
     return log_f if log_scale else pt.exp(log_f)

@@ -15,21 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data_validation import format_where
 from .errors import DatasetError
 from .events_types import DosePairs, EventSchedule
 
 __all__ = ["build_schedule", "describe_rows"]
 
 
-def describe_rows(frame: pd.DataFrame, limit: int = 8) -> str:
-    """``rows 3, 7 (ID 1, 2)`` for the records of ``frame`` (uses ROW and ID)."""
-    rows = frame["ROW"].to_numpy()
-    ids = pd.unique(frame["ID"])
-    shown = ", ".join(str(r) for r in rows[:limit])
-    more = f" ... ({len(rows)} rows)" if len(rows) > limit else ""
-    id_text = ", ".join(str(i) for i in ids[:limit]) + (" ..." if len(ids) > limit else "")
-    word = "row" if len(rows) == 1 else "rows"
-    return f"{word} {shown}{more} (ID {id_text})"
+def describe_rows(frame: pd.DataFrame) -> str:
+    """``rows 3, 7 (IDs 1, 2)`` for the records of ``frame`` (uses its ROW and ID columns)."""
+    return format_where(frame["ROW"].to_numpy(), frame["ID"].to_numpy())
 
 
 def build_schedule(data: Any, structure: Any) -> tuple[EventSchedule, pd.DataFrame]:

@@ -87,8 +87,8 @@ class Power:
 
 
 @dataclass(frozen=True)
-class Exponential:
-    """Exponential covariate effect: ``P_typ *= exp(coefficient * (COV - reference))``."""
+class _CoefficientEffect:
+    """Shared fields of the effects with one coefficient on ``COV - reference``."""
 
     covariate: str
     reference: float = 0.0
@@ -96,11 +96,8 @@ class Exponential:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reference", float(self.reference))
-        object.__setattr__(
-            self,
-            "coefficient",
-            _as_prior_or_float(self.coefficient, f"Exponential({self.covariate!r}).coefficient"),
-        )
+        what = f"{type(self).__name__}({self.covariate!r}).coefficient"
+        object.__setattr__(self, "coefficient", _as_prior_or_float(self.coefficient, what))
 
     @property
     def estimated(self) -> bool:
@@ -108,29 +105,25 @@ class Exponential:
 
 
 @dataclass(frozen=True)
-class Linear:
+class Exponential(_CoefficientEffect):
+    """Exponential covariate effect: ``P_typ *= exp(coefficient * (COV - reference))``.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Exponential
+    >>> Exponential("AGE", reference=40, coefficient=-0.01).estimated
+    False
+    """
+
+
+@dataclass(frozen=True)
+class Linear(_CoefficientEffect):
     """Linear covariate effect: ``P_typ *= 1 + coefficient * (COV - reference)``.
 
     The pheno model's ``V = θ2·WT·(1 + θ3·[APGAR<5])`` uses
     ``Linear("APGAR_LT5", reference=0)`` for θ3.  The factor must stay positive; a draw
     where it does not has zero posterior density.
     """
-
-    covariate: str
-    reference: float = 0.0
-    coefficient: Prior | float = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=1.0))
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reference", float(self.reference))
-        object.__setattr__(
-            self,
-            "coefficient",
-            _as_prior_or_float(self.coefficient, f"Linear({self.covariate!r}).coefficient"),
-        )
-
-    @property
-    def estimated(self) -> bool:
-        return isinstance(self.coefficient, Prior)
 
 
 @dataclass(frozen=True)

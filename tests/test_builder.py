@@ -275,3 +275,18 @@ def test_time_varying_covariate_refused_then_baseline_on_request():
     assert built.covariates.loc[3, "WT"] == frame.loc[frame["ID"] == 3, "WT"].iloc[0]
     with pytest.raises(SpecificationError, match=r"time_varying_covariates='last' is not valid"):
         model.replace(time_varying_covariates="last")
+
+
+def test_linear_covariate_factor_must_stay_positive():
+    """A draw where 1 + theta*(COV - ref) <= 0 has zero density (not NaN)."""
+    # theta3 under an unconstrained Normal prior (pheno_model truncates it at -1)
+    model = pheno_model()
+    v = model.parameter("V")
+    cov = (v.covariates[0], nb.Linear("APGAR_LT5", coefficient=nb.Prior("Normal", mu=0, sigma=1)))
+    model = model.with_parameter(nb.Parameter("V", 1.0, covariates=cov))
+    m2 = build(model, nb.datasets.phenobarbital()).pm_model
+    p2 = m2.initial_point()
+    p2["V_APGAR_LT5"] = np.asarray(-1.5)
+    assert m2.compile_logp()(p2) == -np.inf
+    p2["V_APGAR_LT5"] = np.asarray(0.2)
+    assert np.isfinite(m2.compile_logp()(p2))
