@@ -82,7 +82,11 @@ def individual_curves(
     schedule, obs = build_schedule(data, fit.model.structure)
     names = fit.model.parameter_names
     inputs = {n: pt.dvector(n) for n in names}
-    f = pytensor.function(list(inputs.values()), fit.model.structure.predict(inputs, schedule))
+    from .simulation import HELPER_MODE
+
+    f = pytensor.function(
+        list(inputs.values()), fit.model.structure.predict(inputs, schedule), mode=HELPER_MODE
+    )
     post = fit.posterior
     ind = {n: post[n].transpose("chain", "draw", "subject").values for n in names}
     typ = typical_parameters(fit)

@@ -139,34 +139,19 @@ class Fit:
 
     def _iwres(self, out: pd.DataFrame, agg: Any) -> np.ndarray:
         """(DV - IPRED)/sd, or (log DV - log IPRED)/sigma for the log-scale error model."""
-        from .spec import Additive, Combined, LogAdditive, Proportional
+        from .simulation import residual_sd
 
         post = self.posterior
-        errs = dict(self.model.error) if isinstance(self.model.error, dict) else None
+        sigma = {
+            str(v): np.atleast_1d(float(agg(post[v])))
+            for v in post.data_vars
+            if str(v).startswith("sigma_")
+        }
         dv, ipred = out["DV"].to_numpy(float), out["IPRED"].to_numpy(float)
-        dvid = out["DVID"].to_numpy()
-        iwres = np.full(len(dv), np.nan)
-        for k in np.unique(dvid):
-            err = errs[int(k)] if errs else self.model.error
-            sfx = "" if not errs or len(errs) == 1 else f"_DVID{int(k)}"
-            m = dvid == k
-
-            def s(name: str, sfx: str = sfx) -> float:
-                return float(agg(post[f"{name}{sfx}"]))
-
-            if isinstance(err, LogAdditive):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    iwres[m] = (np.log(dv[m]) - np.log(ipred[m])) / s("sigma_log")
-                continue
-            if isinstance(err, Additive):
-                sd = s("sigma_add")
-            elif isinstance(err, Proportional):
-                sd = s("sigma_prop") * ipred[m]
-            elif isinstance(err, Combined):
-                sd = np.sqrt(s("sigma_add") ** 2 + (s("sigma_prop") * ipred[m]) ** 2)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                iwres[m] = (dv[m] - ipred[m]) / sd
-        return iwres
+        sd, is_log = residual_sd(self.model, ipred[None, :], out["DVID"].to_numpy(), sigma)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resid = np.where(is_log, np.log(dv) - np.log(ipred), dv - ipred)
+        return resid / sd[0]
 
     def ebe(self, *, point: str = "mean") -> pd.DataFrame:
         """Empirical Bayes estimates: individual parameters and etas per subject."""

@@ -1,0 +1,283 @@
+"""Posterior draws, compiled predictions and the residual-error model, in NumPy.
+
+The building blocks that diagnostics (VPC, NPDE), model comparison (integrated
+leave-one-subject-out) and simulation share:
+
+- :func:`posterior_draws`: per-draw typical values per subject (eta = 0, covariates
+  included), individual parameters, etas, the Omega covariance and the residual SDs;
+- :func:`apply_iiv`: typical values + etas -> individual parameters, per the model;
+- :class:`Predictor`: the structural model compiled once for a schedule, evaluated on
+  arrays of parameters with any leading (draw, replicate) dimensions;
+- :func:`residual_sd`, :func:`obs_logpdf`, :func:`sample_dv`: the error model;
+- :func:`simulate_replicates`: replicated datasets (same design) from the posterior, with
+  new subjects' random effects or the fitted ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .spec import Additive, Combined, LogAdditive, Proportional
+
+__all__ = [
+    "PosteriorDraws",
+    "posterior_draws",
+    "apply_iiv",
+    "Predictor",
+    "error_models_by_dvid",
+    "residual_sd",
+    "obs_logpdf",
+    "sample_dv",
+    "simulate_replicates",
+]
+
+#: PyTensor mode for our NumPy-facing helpers: C backend, cached on disk, ~14 µs per call.
+HELPER_MODE = "FAST_RUN"
+
+
+def error_models_by_dvid(model: Any, dvids: Any) -> dict[int, tuple[Any, str]]:
+    """``{DVID: (error model, suffix of its sigma_* names)}`` as the builder names them."""
+    present = sorted({int(d) for d in np.unique(np.asarray(dvids))})
+    if isinstance(model.error, dict):
+        errs = {k: model.error[k] for k in present}
+    else:
+        errs = {k: model.error for k in present}
+    return {k: (e, "" if len(errs) == 1 else f"_DVID{k}") for k, e in errs.items()}
+
+
+@dataclass(frozen=True)
+class PosteriorDraws:
+    """A thinned set of ``S`` posterior draws, as NumPy arrays.
+
+    Attributes
+    ----------
+    typical : dict name -> (S, n_subjects)
+        Typical values per subject (eta = 0, covariate effects included).
+    individual : dict name -> (S, n_subjects)
+    eta : (S, n_subjects, k)
+        Random effects, columns in ``iiv_names`` order (k may be 0).
+    omega_cov : (S, k, k)
+        Omega (covariance of eta) per draw.
+    sigma : dict name -> (S,)
+        Residual-error SDs (``sigma_add``, ``sigma_prop``, ``sigma_log`` with DVID suffixes).
+    iiv_names : tuple of str
+    index : (S,) flat (chain*draw) index of each draw.
+    """
+
+    typical: dict[str, np.ndarray]
+    individual: dict[str, np.ndarray]
+    eta: np.ndarray
+    omega_cov: np.ndarray
+    sigma: dict[str, np.ndarray]
+    iiv_names: tuple[str, ...]
+    index: np.ndarray
+
+    @property
+    def n_draws(self) -> int:
+        return len(self.index)
+
+
+def _flat(da: xr.DataArray, *rest: str) -> np.ndarray:
+    da = da.transpose("chain", "draw", *rest)
+    return da.values.reshape((-1,) + da.shape[2:])
+
+
+def posterior_draws(
+    fit: Any, *, n_draws: int | None = None, random_seed: int = 0
+) -> PosteriorDraws:
+    """``n_draws`` posterior draws picked at random without replacement (all if None)."""
+    from .predictions import typical_parameters
+
+    post = fit.posterior
+    model = fit.model
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    if n_draws is None or n_draws >= n_total:
+        index = np.arange(n_total)
+    else:
+        index = np.sort(np.random.default_rng(random_seed).choice(n_total, n_draws, replace=False))
+    typ_all = typical_parameters(fit)
+    typical = {n: v.reshape(n_total, -1)[index] for n, v in typ_all.items()}
+    individual = {p: _flat(post[p], "subject")[index] for p in model.parameter_names}
+    names = tuple(model.iiv_names)
+    n_sub = len(post["subject"])
+    if names:
+        eta = _flat(post["eta"], "subject", "param")[index]
+        sd = _flat(post["omega"], "param")[index]
+        corr = _flat(post["omega_corr"], "param", "param_bis")[index]
+        omega_cov = sd[:, :, None] * corr * sd[:, None, :]
+    else:
+        eta = np.zeros((len(index), n_sub, 0))
+        omega_cov = np.zeros((len(index), 0, 0))
+    sigma = {str(v): _flat(post[v])[index] for v in post.data_vars if str(v).startswith("sigma_")}
+    return PosteriorDraws(typical, individual, eta, omega_cov, sigma, names, index)
+
+
+def apply_iiv(model: Any, typical: dict[str, np.ndarray], eta: np.ndarray) -> dict[str, Any]:
+    """Individual parameters from typical values (..., n) and etas (..., n, k)."""
+    out = {}
+    names = tuple(model.iiv_names)
+    for p in model.parameters:
+        t = typical[p.name]
+        if p.iiv is None:
+            out[p.name] = np.broadcast_to(t, eta.shape[:-1]) if eta.ndim > 1 else t
+            continue
+        e = eta[..., names.index(p.name)]
+        if p.iiv == "normal":
+            out[p.name] = t + e
+        elif p.iiv == "logit":
+            logit = np.log(t) - np.log1p(-t)
+            out[p.name] = 1.0 / (1.0 + np.exp(-(logit + e)))
+        else:
+            out[p.name] = t * np.exp(e)
+    return out
+
+
+class Predictor:
+    """The structural model compiled once for ``schedule``.
+
+    ``predictor(params)`` takes a dict name -> array of shape ``(..., n_subjects)`` and
+    returns the concentrations, shape ``(..., n_obs)``; leading dimensions are looped over
+    in compiled code calls (about 15 µs each for a dozen subjects).
+    """
+
+    def __init__(self, structure: Any, schedule: Any) -> None:
+        import pytensor
+        import pytensor.tensor as pt
+
+        self.structure = structure
+        self.schedule = schedule
+        self.names = tuple(structure.parameters)
+        inputs = [pt.dvector(n) for n in self.names]
+        out = structure.predict(dict(zip(self.names, inputs, strict=True)), schedule)
+        self._f = pytensor.function(inputs, out, mode=HELPER_MODE)
+
+    def __call__(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        arrays = [np.asarray(params[n], dtype=float) for n in self.names]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        lead = shape[:-1]
+        flat = [np.broadcast_to(a, shape).reshape(-1, shape[-1]) for a in arrays]
+        out = np.empty((flat[0].shape[0], self.schedule.n_obs))
+        for i in range(flat[0].shape[0]):
+            out[i] = self._f(*[a[i] for a in flat])
+        return out.reshape(lead + (self.schedule.n_obs,))
+
+
+def residual_sd(
+    model: Any, ipred: np.ndarray, dvid: np.ndarray, sigma: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residual SD of each observation and whether its error model is log-scale.
+
+    ``ipred`` has shape ``(S, ..., n_obs)`` and each ``sigma[name]`` shape ``(S,)``.
+    For log-scale observations the SD is that of ``log DV``.
+    """
+    ipred = np.asarray(ipred, dtype=float)
+    sd = np.empty_like(ipred)
+    is_log = np.zeros(ipred.shape[-1], dtype=bool)
+    extra = (1,) * (ipred.ndim - 1)
+
+    def s(name: str) -> np.ndarray:
+        return np.asarray(sigma[name], dtype=float).reshape((-1,) + extra)
+
+    for k, (err, sfx) in error_models_by_dvid(model, dvid).items():
+        m = np.asarray(dvid) == k
+        x = ipred[..., m]
+        if isinstance(err, Additive):
+            sd[..., m] = s(f"sigma_add{sfx}") * np.ones_like(x)
+        elif isinstance(err, Proportional):
+            sd[..., m] = s(f"sigma_prop{sfx}") * x
+        elif isinstance(err, Combined):
+            sd[..., m] = np.sqrt(s(f"sigma_add{sfx}") ** 2 + (s(f"sigma_prop{sfx}") * x) ** 2)
+        elif isinstance(err, LogAdditive):
+            sd[..., m] = s(f"sigma_log{sfx}") * np.ones_like(x)
+            is_log[m] = True
+    return sd, is_log
+
+
+def obs_logpdf(dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray) -> Any:
+    """Log-density of each observation (Normal, or LogNormal on the DV scale)."""
+    dv = np.asarray(dv, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(is_log, np.log(ipred), ipred)
+        y = np.where(is_log, np.log(np.where(dv > 0, dv, np.nan)), dv)
+        z = (y - mu) / sd
+        lp = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+        lp = np.where(is_log, lp - y, lp)  # Jacobian of log DV
+    return np.where(np.isnan(lp), -np.inf, lp)
+
+
+def sample_dv(
+    ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw observations from the residual-error model."""
+    eps = rng.standard_normal(np.shape(ipred))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(is_log, np.exp(np.log(ipred) + sd * eps), ipred + sd * eps)
+
+
+def simulate_replicates(
+    fit: Any,
+    *,
+    n_draws: int = 200,
+    new_subjects: bool = True,
+    random_seed: int = 0,
+) -> xr.Dataset:
+    """Replicate the study design from ``n_draws`` posterior draws.
+
+    For each draw: new subjects' random effects ``eta ~ N(0, Omega_draw)`` (default; what a
+    VPC needs) or the fitted etas (``new_subjects=False``; a posterior predictive check of
+    these subjects), individual predictions, and residual noise.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``DV_sim``, ``IPRED_sim`` and ``PRED`` with dims ``(draw, obs)`` and ``obs`` coordinates
+        ``ID``, ``TIME``, ``DVID``; ``DV`` (observed) with dim ``obs``.
+    """
+    from .events import build_schedule
+
+    rng = np.random.default_rng(random_seed)
+    draws = posterior_draws(fit, n_draws=n_draws, random_seed=random_seed)
+    schedule, obs = build_schedule(fit.data, fit.model.structure)
+    predictor = Predictor(fit.model.structure, schedule)
+    k = len(draws.iiv_names)
+    if new_subjects and k:
+        chol = np.linalg.cholesky(draws.omega_cov + 1e-12 * np.eye(k))
+        z = rng.standard_normal(draws.eta.shape)
+        eta = np.einsum("sij,snj->sni", chol, z)
+    else:
+        eta = draws.eta
+    params = apply_iiv(fit.model, draws.typical, eta)
+    ipred = predictor(params)
+    pred = predictor(draws.typical)
+    dvid = obs["DVID"].to_numpy().astype(int)
+    sd, is_log = residual_sd(fit.model, ipred, dvid, draws.sigma)
+    dv_sim = sample_dv(ipred, sd, is_log, rng)
+    coords = {
+        "draw": draws.index,
+        "obs": np.arange(len(obs)),
+        "ID": ("obs", obs["ID"].to_numpy()),
+        "TIME": ("obs", obs["TIME"].to_numpy(dtype=float)),
+        "DVID": ("obs", dvid),
+    }
+    return xr.Dataset(
+        {
+            "DV_sim": (("draw", "obs"), dv_sim),
+            "IPRED_sim": (("draw", "obs"), ipred),
+            "PRED": (("draw", "obs"), pred),
+            "DV": ("obs", obs["DV"].to_numpy(dtype=float)),
+        },
+        coords=coords,
+        attrs={"new_subjects": int(bool(new_subjects)), "random_seed": random_seed},
+    )
+
+
+def observation_table(fit: Any) -> pd.DataFrame:
+    """The observation records in model order (ID, TIME, DV, DVID, ROW, subject)."""
+    from .events import build_schedule
+
+    return build_schedule(fit.data, fit.model.structure)[1]
