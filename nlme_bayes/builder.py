@@ -60,6 +60,7 @@ class BuiltModel:
     observations: pd.DataFrame
     subject_ids: tuple[Any, ...]
     offset_vars: tuple[str, ...]  # sampler internals kept out of the posterior
+    jitter_vars: tuple[str, ...]  # population-level free RVs: the only ones jittered at start
     initvals: dict[str, Any]
     covariates: pd.DataFrame
 
@@ -129,8 +130,16 @@ def _covariate_factor(effect: Any, values: pd.Series, name: str, log_scale: bool
     return log_f if log_scale else pt.exp(log_f)
 
 
+def _omega_start(p: Any) -> float:
+    """Starting SD of a random effect: 30 % for log-normal/logit, 30 % of |typical| for normal."""
+    if p.iiv == "normal" and p.typical:
+        return 0.3 * abs(float(p.typical))
+    return 0.3
+
+
 def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[str, Any]]:
     """eta (subject, param), the offset variable names, and init values."""
+    initvals: dict[str, Any] = {}
     names = model.iiv_names
     blocks = model.omega.resolve(names)
     columns: dict[str, Any] = {}
@@ -143,9 +152,11 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
         for n, pr in zip(block, priors, strict=True):
             pr.validate(f"omega prior of {n}")
         centered = model.parameter(block[0]).centered
+        starts = [_omega_start(model.parameter(n)) for n in block]
         if len(block) == 1:
             n = block[0]
             sd = priors[0].to_pymc(f"omega_{n}")
+            initvals[f"omega_{n}"] = starts[0]
             if centered:
                 eta = pm.Normal(f"eta_{n}", 0.0, sd, dims="subject")
             else:
@@ -177,6 +188,10 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
             store_in_trace=False,
         )
         offsets.append(f"chol_omega_{label}")  # packed Cholesky factor: a sampler internal
+        # start: SDs `starts`, no correlation (packed lower triangle, row by row)
+        packed = np.zeros(len(block) * (len(block) + 1) // 2)
+        packed[[i * (i + 1) // 2 + i for i in range(len(block))]] = starts
+        initvals[f"chol_omega_{label}"] = packed
         if centered:
             eta_blk = pm.MvNormal(
                 f"eta_{label}", mu=np.zeros(len(block)), chol=chol, dims=("subject", dim)
@@ -190,7 +205,7 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
             sds[n] = stds[j]
         corr_blocks.append((block, corr))
     if not names:
-        return None, offsets, {}
+        return None, offsets, initvals
     eta = pm.Deterministic(
         "eta", pt.stack([columns[n] for n in names], axis=1), dims=("subject", "param")
     )
@@ -201,7 +216,7 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
         idx = np.array([names.index(n) for n in block])
         corr_full = pt.set_subtensor(corr_full[idx[:, None], idx[None, :]], corr)
     pm.Deterministic("omega_corr", corr_full, dims=("param", "param_bis"))
-    return eta, offsets, {}
+    return eta, offsets, initvals
 
 
 def _residual_sd(err: Any, ipred: Any, dv_scale: float, suffix: str) -> tuple[Any, bool]:
@@ -332,7 +347,8 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             typical[p.name] = value
 
         # --- random effects
-        eta, offsets, _ = _random_effects(model, len(subject_ids))
+        eta, offsets, omega_starts = _random_effects(model, len(subject_ids))
+        initvals.update(omega_starts)
         individual: dict[str, Any] = {}
         population: dict[str, Any] = {}
         for p in model.parameters:
@@ -374,6 +390,14 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         observations=obs,
         subject_ids=subject_ids,
         offset_vars=tuple(offsets),
+        # Chains start with every subject at the typical values (z = 0 / eta = 0) and only the
+        # population level jittered: jittering the offsets scatters individuals of a
+        # one-compartment oral model into the flip-flop mode (ka_i < k_i), where they stay.
+        jitter_vars=tuple(
+            rv.name
+            for rv in pm_model.free_RVs
+            if rv.name not in offsets and not rv.name.startswith("eta_")
+        ),
         initvals=initvals,
         covariates=cov_table,
     )

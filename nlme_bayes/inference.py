@@ -158,6 +158,14 @@ def fit(
     pm_model = built.pm_model
     _check_initial_point(built)
 
+    from pymc.initial_point import make_initial_point_fn
+
+    jitter = {pm_model[n] for n in built.jitter_vars}
+    start = make_initial_point_fn(
+        model=pm_model, overrides=built.initvals, jitter_rvs=jitter, return_transformed=False
+    )
+    seeds = np.random.SeedSequence(seed).generate_state(int(chains))
+    chain_starts = [start(int(s)) for s in seeds]
     kwargs: dict[str, Any] = dict(
         draws=int(draws),
         tune=int(tune),
@@ -180,8 +188,9 @@ def fit(
                 "mass_matrix='low_rank' needs sampler='nutpie'; PyMC's NUTS offers 'dense'."
             )
         kwargs["nuts"] = {"target_accept": target_accept, "max_treedepth": max_treedepth}
-        if mass_matrix == "dense":
-            kwargs["init"] = "jitter+adapt_full"
+        # our own per-chain starts (population level jittered); PyMC adds no jitter on top
+        kwargs["initvals"] = chain_starts
+        kwargs["init"] = "adapt_full" if mass_matrix == "dense" else "adapt_diag"
     elif backend == "nutpie":
         if mass_matrix == "dense":
             raise SpecificationError(
@@ -196,7 +205,9 @@ def fit(
         kwargs["nuts"] = {
             "target_accept": target_accept,
             "max_tree_depth": max_treedepth,
+            "jitter": False,
         }
+        kwargs["initvals"] = chain_starts
     t1 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
@@ -272,14 +283,11 @@ def _versions() -> dict[str, str]:
 
 def _check_initial_point(built: Any) -> None:
     """A clear error, naming the culprits, when the start point has no finite density."""
+    from pymc.initial_point import make_initial_point_fn
+
     m = built.pm_model
-    ip = m.initial_point()
-    for name, value in built.initvals.items():
-        rv = m[name]
-        tr = m.rvs_to_transforms.get(rv)
-        key = m.rvs_to_values[rv].name
-        ip[key] = tr.forward(np.asarray(value, dtype=float)).eval() if tr is not None else value
-    logps = m.point_logps(ip)
+    point = make_initial_point_fn(model=m, overrides=built.initvals, return_transformed=True)(0)
+    logps = m.point_logps(point)
     bad = {k: v for k, v in logps.items() if not np.isfinite(v)}
     if bad:
         raise SamplingError(

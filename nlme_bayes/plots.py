@@ -1,4 +1,7 @@
-"""Pharmacometric plots of a fit: goodness of fit and individual fits (matplotlib figures)."""
+"""Pharmacometric plots of a fit: goodness of fit and individual fits (matplotlib figures).
+
+VPC plots are in :mod:`nlme_bayes.vpc` (:func:`~nlme_bayes.vpc.plot_vpc`).
+"""
 
 from __future__ import annotations
 
@@ -28,18 +31,65 @@ def _save(fig: Any, path: str | os.PathLike | None) -> Any:
     return fig
 
 
-def plot_gof(fit: Any, path: str | os.PathLike | None = None) -> Any:
-    """Four goodness-of-fit panels: DV vs PRED, DV vs IPRED, IWRES vs TIME, IWRES vs IPRED.
+def _trend(a: Any, x: Any, y: Any, *, n_bins: int = 8) -> None:
+    """A median trend line: medians of y in quantile bins of x (drawn in red)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    k = min(n_bins, x.size // 8)
+    if k < 2:
+        return
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, k + 1)))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    pts = [(np.median(x[idx == b]), np.median(y[idx == b])) for b in np.unique(idx)]
+    xs, ys = zip(*pts, strict=True)
+    a.plot(xs, ys, color="C3", lw=1.6, label="median trend")
 
-    Predictions are posterior means; points are coloured by subject.
+
+def plot_gof(
+    fit: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    n_draws: int = 300,
+    random_seed: int = 0,
+) -> Any:
+    """Six goodness-of-fit panels (2 x 3), points coloured by subject.
+
+    Column 1: DV vs PRED and DV vs IPRED (posterior means) with the identity line.
+    Column 2: posterior-predictive residuals conditional on the subject
+    (:func:`~nlme_bayes.residuals.pp_residuals`) vs TIME and vs PRED.
+    Column 3: NPDE (:func:`~nlme_bayes.residuals.npde`) vs TIME and vs PRED.
+    Residual panels show 0 and +-1.96 and a median trend line (red).
+
+    Parameters
+    ----------
+    fit : Fit
+    path : path-like, optional
+        Write a PNG there.
+    n_draws : int
+        Simulated replicates for the residuals (more than the largest number of
+        observations of a subject, for the NPDE).
+    random_seed : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> plot_gof(fit, "gof.png")  # doctest: +SKIP
     """
+    from .residuals import npde, pp_residuals
+
     df = fit.predictions()
-    fig, ax = _figure(2, 2, (10, 8.5))
+    pp = pp_residuals(fit, n_draws=n_draws, random_seed=random_seed)
+    nd = npde(fit, n_draws=max(n_draws, 2), random_seed=random_seed)
+    fig, ax = _figure(2, 3, (14.5, 8.5))
     codes = df["ID"].astype("category").cat.codes
-    kw = dict(c=codes, cmap="tab20", s=18, alpha=0.8, edgecolors="none")
+    kw = dict(c=codes, cmap="tab20", s=16, alpha=0.8, edgecolors="none")
     for a, x, label in (
         (ax[0, 0], "PRED", "PRED (population, eta = 0)"),
-        (ax[0, 1], "IPRED", "IPRED (individual)"),
+        (ax[1, 0], "IPRED", "IPRED (individual)"),
     ):
         a.scatter(df[x], df["DV"], **kw)
         lim = [0, float(np.nanmax([df[x].max(), df["DV"].max()])) * 1.05]
@@ -47,15 +97,26 @@ def plot_gof(fit: Any, path: str | os.PathLike | None = None) -> Any:
         a.set_xlabel(label)
         a.set_ylabel("DV (observed)")
         a.set_title(f"DV vs {x}")
-    for a, x in ((ax[1, 0], "TIME"), (ax[1, 1], "IPRED")):
-        a.scatter(df[x], df["IWRES"], **kw)
+    panels = (
+        (ax[0, 1], pp, "TIME", "ppres", "conditional residual (PP)"),
+        (ax[1, 1], pp, "PRED", "ppres", "conditional residual (PP)"),
+        (ax[0, 2], nd, "TIME", "npde", "NPDE"),
+        (ax[1, 2], nd, "PRED", "npde", "NPDE"),
+    )
+    for a, table, x, y, name in panels:
+        a.scatter(table[x], table[y], **kw)
         a.axhline(0, color="k", lw=1)
-        for h in (-2, 2):
+        for h in (-1.96, 1.96):
             a.axhline(h, color="grey", lw=0.8, ls="--")
+        _trend(a, table[x], table[y])
         a.set_xlabel(x)
-        a.set_ylabel("IWRES")
-        a.set_title(f"IWRES vs {x}")
-    fig.suptitle(f"{fit.model.name}: goodness of fit (posterior means)")
+        a.set_ylabel(name)
+        a.set_title(f"{name} vs {x}")
+    ax[0, 1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        f"{fit.model.name}: goodness of fit (posterior means; residuals from {n_draws} "
+        "simulated replicates)"
+    )
     fig.tight_layout()
     return _save(fig, path)
 

@@ -97,26 +97,114 @@ def summary_table(fit: Any, *, ci_prob: float = 0.95) -> pd.DataFrame:
 
 @dataclass
 class ConvergenceReport:
-    """Verdict on a fit's sampling, with the problems found and what to do about them."""
+    """Verdict on a fit's sampling, with the problems found and what to do about them.
+
+    Attributes
+    ----------
+    ok : bool
+        False for R-hat > 1.01, bulk/tail ESS < 400, any divergence, E-BFMI < 0.3 or
+        tree-depth saturation (> 1 % of transitions); nothing else changes it.
+    problems, advice : list of str
+        What failed (including where the divergences concentrate) and what to do.
+    figures : dict of str to float
+        ``max_rhat``, ``max_rhat_eta``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``,
+        ``treedepth_saturation``, ``min_ebfmi``, ``max_mcse_rel`` (largest MCSE of a summary
+        figure relative to the posterior SD) and, with divergences,
+        ``max_abs_divergence_smd``.
+    notes : list of str
+        Findings that do not change the verdict (MCSE above 10 % of the posterior SD).
+    tables : dict of str to DataFrame
+        ``"divergences"`` (:func:`~nlme_bayes.diagnostics.divergence_association`) and
+        ``"mcse"`` (:func:`~nlme_bayes.diagnostics.mcse_relative`).
+    """
 
     ok: bool
     problems: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         head = "Convergence: OK" if self.ok else "Convergence: PROBLEMS FOUND"
         figs = ", ".join(f"{k}={v:.4g}" for k, v in self.figures.items())
         lines = [head, f"  ({figs})"]
         lines += [f"  - {p}" for p in self.problems]
+        if self.notes:
+            lines.append("  Notes:")
+            lines += [f"  . {n}" for n in self.notes]
         if self.advice:
             lines.append("  Advice:")
             lines += [f"  * {a}" for a in self.advice]
         return "\n".join(lines)
 
 
+def _divergence_advice(fit: Any, flagged: pd.Series) -> list[str]:
+    """What to do about divergences concentrated in a region of the ``flagged`` quantities.
+
+    ``flagged`` maps quantity labels to their standardised mean difference (divergent minus
+    other draws); one line per omega or sigma, one line for the other quantities together.
+    """
+    out: list[str] = []
+    others: list[str] = []
+    for quantity, smd in flagged.items():
+        where = "small" if smd < 0 else "large"
+        if quantity.startswith("omega(") and quantity.endswith(")"):
+            p = quantity[len("omega(") : -1]
+            block = next(b for b in fit.model.omega.resolve(fit.model.iiv_names) if p in b)
+            centered = fit.model.parameter(block[0]).centered  # the builder's rule, per block
+            if smd < 0 and centered:
+                out.append(
+                    f"omega({p}) is small in divergent draws: the typical funnel of a centred "
+                    f"random effect -- use the non-centred form (centered=False) for {p}."
+                )
+            elif smd > 0 and not centered:
+                out.append(
+                    f"omega({p}) is large in divergent draws: the inverted funnel of a "
+                    f"non-centred random effect whose subjects are rich in data -- use the "
+                    f"centred form (centered=True) for {p}."
+                )
+            else:
+                out.append(
+                    f"omega({p}) is {where} in divergent draws although {p} is already "
+                    f"{'centred' if centered else 'non-centred'}: its variability is poorly "
+                    f"identified -- raise target_accept, give omega({p}) a tighter prior "
+                    f"(Parameter({p!r}, omega_prior=Prior('HalfNormal', sigma=0.3))), or drop "
+                    "the random effect."
+                )
+        elif quantity.startswith("sigma_"):
+            out.append(
+                f"{quantity} is {where} in divergent draws"
+                + (
+                    ": with few observations per subject the individual curves can fit them "
+                    "exactly as the residual error goes to 0 (a funnel between sigma and the "
+                    "etas) -- give it an informative prior (e.g. from the assay's precision) "
+                    "or estimate fewer random effects."
+                    if smd < 0
+                    else " -- check the error model (Combined() for a wide concentration "
+                    "range) and its prior."
+                )
+            )
+        else:
+            others.append(f"{quantity} ({where})")
+    if others:
+        out.append(
+            f"{', '.join(others)} in divergent draws: look at the pair plots of the population "
+            "parameters (strong correlations such as CL-V, or the ka/k flip-flop of oral "
+            "models); give typical= near the mode, tighten the priors, or raise target_accept."
+        )
+    return out
+
+
 def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> ConvergenceReport:
-    """R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, with advice."""
+    """R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, with advice.
+
+    Also says where divergences concentrate (which typical values, omegas or sigmas differ
+    in divergent draws, with advice per parameter) and notes summary figures whose MCSE is
+    above 10 % of their posterior SD; see :class:`ConvergenceReport`.
+    """
+    from .diagnostics import DIAGNOSTIC_THRESHOLDS, divergence_association, mcse_relative
+
     table = summary_table(fit) if table is None else table
     stats = fit.results["sample_stats"].dataset
     problems: list[str] = []
@@ -148,6 +236,7 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
         )
     n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     figures["divergences"] = n_div
+    div_table = divergence_association(fit)
     if n_div:
         problems.append(f"{n_div} divergent transitions")
         advice.append(
@@ -155,8 +244,25 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
             "effects' parameterisation: centered=True for parameters whose subjects are rich in "
             "data, non-centered (default) for sparse data; tighten the omega priors."
         )
-    if "reached_max_treedepth" in stats:
-        frac = float(stats["reached_max_treedepth"].mean())
+        if len(div_table):
+            figures["max_abs_divergence_smd"] = float(div_table["smd"].abs().max())
+            top = div_table.head(3)
+            named = ", ".join(
+                f"{q} ({'lower' if d < 0 else 'higher'} in divergent draws, SMD {d:+.2f})"
+                for q, d in top["smd"].items()
+            )
+            flagged = div_table[div_table["flagged"]]
+            if len(flagged):
+                problems.append(f"divergences concentrate where: {named}")
+                advice += _divergence_advice(fit, flagged["smd"])
+            else:
+                problems.append(
+                    f"divergences are not clearly associated with any population quantity "
+                    f"(largest: {named})"
+                )
+    depth_var = next((v for v in ("reached_max_treedepth", "maxdepth_reached") if v in stats), None)
+    if depth_var is not None:  # PyMC's and nutpie's names
+        frac = float(stats[depth_var].mean())
         figures["treedepth_saturation"] = frac
         if frac > THRESHOLDS["treedepth_frac"]:
             problems.append(f"{frac:.1%} of transitions hit the maximum tree depth")
@@ -178,4 +284,23 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
                 "random effects (centered vs non-centered) or use more informative "
                 "omega priors."
             )
-    return ConvergenceReport(ok=not problems, problems=problems, advice=advice, figures=figures)
+    mcse = mcse_relative(fit)
+    figures["max_mcse_rel"] = float(np.nanmax(mcse.to_numpy())) if mcse.size else 0.0
+    notes: list[str] = []
+    limit = DIAGNOSTIC_THRESHOLDS["mcse_rel"]
+    over = [
+        f"{q} ({row.idxmax()} {row.max():.0%})" for q, row in mcse.iterrows() if row.max() > limit
+    ]
+    if over:
+        notes.append(
+            f"MCSE > {limit:.0%} of the posterior SD for: {'; '.join(over)}; these figures "
+            "are not reliable to the digits printed -- draw more (draws=, chains=)."
+        )
+    return ConvergenceReport(
+        ok=not problems,
+        problems=problems,
+        advice=advice,
+        figures=figures,
+        notes=notes,
+        tables={"divergences": div_table, "mcse": mcse},
+    )

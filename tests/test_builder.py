@@ -36,7 +36,14 @@ def test_theophylline_model_names_and_dims(theoph):
     assert list(m.coords["subject"]) == list(range(1, 13))
     assert list(m.coords["param"]) == ["CL", "V", "ka"]
     assert len(m.coords["obs"]) == 132
-    assert built.initvals == {"CL_pop": 0.04, "V_pop": 0.5, "ka_pop": 1.5}
+    # start: typical values as given, omega 0.3 with no correlation (packed Cholesky)
+    assert {k: v for k, v in built.initvals.items() if k.endswith("_pop")} == {
+        "CL_pop": 0.04,
+        "V_pop": 0.5,
+        "ka_pop": 1.5,
+    }
+    np.testing.assert_allclose(built.initvals["chol_omega_CL_V_ka"], [0.3, 0, 0.3, 0, 0, 0.3])
+    assert set(built.jitter_vars) == {"CL_pop", "V_pop", "ka_pop", "sigma_add"}
 
 
 def test_builder_emits_plain_pymc_that_users_can_extend(theoph):

@@ -194,7 +194,7 @@ def test_plots_written(small_theoph_fit, tmp_path):
     ind = small_theoph_fit.plot_individual(tmp_path / "ind.png", n_draws=40)
     assert (tmp_path / "gof.png").stat().st_size > 10_000
     assert (tmp_path / "ind.png").stat().st_size > 10_000
-    assert len(gof.axes) == 4 and len([a for a in ind.axes if a.get_visible()]) >= 12
+    assert len(gof.axes) == 6 and len([a for a in ind.axes if a.get_visible()]) >= 12
 
 
 def test_individual_curves_match_ipred_at_observation_times(small_theoph_fit):
