@@ -22,7 +22,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets
+# Free functions over fits, by topic: nb.diagnostics.convergence_report(fit), nb.vpc.vpc(fit), ...
+from . import (
+    comparison,
+    datasets,
+    diagnostics,
+    marginal,
+    residuals,
+    shrinkage,
+    simulation,
+    vpc,
+)
 from .data import NonmemDataset, read_nonmem
 from .errors import (
     ConvergenceWarning,
@@ -53,6 +63,13 @@ from .structural import OneCompartment, ThreeCompartment, TwoCompartment
 __all__ = [
     "__version__",
     "datasets",
+    "comparison",
+    "diagnostics",
+    "marginal",
+    "residuals",
+    "shrinkage",
+    "simulation",
+    "vpc",
     "read_nonmem",
     "NonmemDataset",
     "Model",

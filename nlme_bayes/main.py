@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m nlme_bayes.main",
         description="Fit a one-compartment oral model with correlated log-normal random effects "
         "to the Theophylline data (12 subjects), print the parameter table, and write "
-        "outputs/theophylline_fit.nc, outputs/theophylline_gof.png and "
-        "outputs/theophylline_individual.png.",
+        "outputs/theophylline_fit.nc, outputs/theophylline_{gof,individual,vpc}.png and "
+        "outputs/theophylline_report.html.",
     )
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     ind = os.path.join(args.outdir, "theophylline_individual.png")
     fit.plot_gof(gof)
     fit.plot_individual(ind)
-    print(f"\nwrote {results}\nwrote {gof}\nwrote {ind}")
+    vpc_png = os.path.join(args.outdir, "theophylline_vpc.png")
+    nb.vpc.plot_vpc(nb.vpc.vpc(fit, n_draws=500), path=vpc_png)
+    html = os.path.join(args.outdir, "theophylline_report.html")
+    fit.report(html)
+    print(f"\nwrote {results}\nwrote {gof}\nwrote {ind}\nwrote {vpc_png}\nwrote {html}")
     return 0
 
 

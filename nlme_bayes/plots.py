@@ -15,10 +15,8 @@ __all__ = ["plot_gof", "plot_individual"]
 
 
 def _figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Any, Any]:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg",) and not os.environ.get("DISPLAY"):
-        matplotlib.use("Agg")
+    # No backend forcing: matplotlib falls back to Agg without a display, and Jupyter's inline
+    # backend must stay in charge inside notebooks.
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)

@@ -98,8 +98,16 @@ class Fit:
             warnings.warn(str(report), ConvergenceWarning, stacklevel=2)
         return report
 
-    def report(self, *, ci_prob: float = 0.95) -> str:
-        """A printable report: header, parameter table and convergence verdict."""
+    def report(self, path: str | os.PathLike | None = None, *, ci_prob: float = 0.95) -> str:
+        """A printable report (header, parameter table, convergence verdict).
+
+        With ``path``, also write the full HTML report there (tables, convergence, shrinkage,
+        predictive performance and all diagnostic plots; see :mod:`nlme_bayes.report`).
+        """
+        if path is not None:
+            from .report import write_html_report
+
+            write_html_report(self, path)
         table = self.summary(ci_prob=ci_prob)
         info = self.info
         t = info["timings"]
