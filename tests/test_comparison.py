@@ -28,11 +28,11 @@ from nlme_bayes.comparison import (
     waic,
 )
 from nlme_bayes.errors import SpecificationError
+from nlme_bayes.estimation import information_criteria
 from nlme_bayes.examples import pheno_model, theophylline_model
 from nlme_bayes.marginal import (
     _pop_from_mapping,
     _typical_values,
-    information_criteria,
     marginal_loglik,
     population_parameters,
 )
