@@ -200,7 +200,7 @@ class Fit:
 
     # ------------------------------------------------------------------ plots and i/o
     def plot_gof(self, path: str | os.PathLike | None = None) -> Any:
-        """Goodness-of-fit panels (DV vs PRED/IPRED, IWRES vs TIME/IPRED)."""
+        """Goodness-of-fit panels: DV vs PRED/IPRED, conditional residuals and NPDE vs TIME/PRED."""
         from .plots import plot_gof
 
         return plot_gof(self, path)

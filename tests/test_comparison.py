@@ -24,7 +24,6 @@ from nlme_bayes.comparison import (
     WAICWarning,
     compare,
     loo,
-    variance_needed,
     waic,
 )
 from nlme_bayes.errors import SpecificationError
@@ -36,6 +35,7 @@ from nlme_bayes.marginal import (
     marginal_loglik,
     population_parameters,
 )
+from nlme_bayes.selection import variance_needed
 
 with open(os.path.join(REFERENCE, "exact_loglik.json")) as fh:
     EXACT_LOGLIK = json.load(fh)["results"]
