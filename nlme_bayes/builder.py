@@ -110,8 +110,12 @@ def _covariate_factor(effect: Any, values: pd.Series, name: str, log_scale: bool
         x = values.to_numpy(dtype=float)
         if isinstance(effect, Power):
             if np.any(x <= 0):
+                bad = values.index[x <= 0].tolist()
                 raise SpecificationError(
-                    f"Power({cov!r}) on {name}: covariate values must be > 0, got {x.min()}."
+                    f"Power({cov!r}) on {name}: covariate values must be > 0, got "
+                    f"{x.min()} for ID {', '.join(map(str, bad[:8]))}"
+                    f"{' ...' if len(bad) > 8 else ''}; use Exponential or Linear for "
+                    "covariates that can be 0 or negative."
                 )
             theta = coef(effect.exponent, f"{name}_{cov}")
             log_f = theta * np.log(x / effect.reference)

@@ -297,3 +297,59 @@ def test_linear_covariate_factor_must_stay_positive():
     assert m2.compile_logp()(p2) == -np.inf
     p2["V_APGAR_LT5"] = np.asarray(0.2)
     assert np.isfinite(m2.compile_logp()(p2))
+
+
+def test_power_covariate_needs_positive_values():
+    frame = nb.datasets.theophylline().to_dataframe()
+    frame.loc[frame["ID"] == 2, "WT"] = 0.0
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", 0.04, covariates=(nb.Power("WT", 70),)),
+            nb.Parameter("V", 0.5),
+            nb.Parameter("ka", 1.5),
+        ]
+    )
+    msg = r"Power\('WT'\) on CL: covariate values must be > 0, got 0.0 for ID 2;"
+    with pytest.raises(SpecificationError, match=msg):
+        model.build(nb.read_nonmem(frame))
+
+
+def test_categorical_with_only_the_reference_level():
+    frame = nb.datasets.warfarin_pk().to_dataframe()
+    frame["SEX"] = 1
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", 0.1, covariates=(nb.Categorical("SEX", 1),)),
+            nb.Parameter("V", 8.0),
+            nb.Parameter("ka", 1.0),
+        ]
+    )
+    with pytest.raises(SpecificationError, match=r"Categorical\('SEX'\): only the reference level"):
+        model.build(nb.read_nonmem(frame))
+
+
+def test_omega_block_sd_priors_must_share_a_family(theoph):
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", 0.04, omega_prior=nb.Prior("HalfNormal", sigma=0.5)),
+            nb.Parameter("V", 0.5, omega_prior=nb.Prior("Exponential", lam=2.0)),
+            nb.Parameter("ka", 1.5),
+        ]
+    )
+    with pytest.raises(SpecificationError, match=r"SD priors in a block must be the same"):
+        model.build(theoph)
+
+
+def test_start_point_with_zero_density_is_named(theoph):
+    """A typical value outside its prior's support: refused before sampling, culprit named."""
+    from nlme_bayes.errors import SamplingError
+
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", typical=0.5, prior=nb.Prior("Uniform", lower=0.01, upper=0.1)),
+            nb.Parameter("V", 0.5),
+            nb.Parameter("ka", 1.5),
+        ]
+    )
+    with pytest.raises(SamplingError, match=r"starting point has zero density for: CL_pop"):
+        model.fit(theoph, draws=10, tune=10, chains=1, progressbar=False)
