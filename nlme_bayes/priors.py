@@ -74,16 +74,38 @@ class Prior:
         return f"Prior({self.dist!r}{', ' if inner else ''}{inner})"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
+        """JSON-ready representation.
+
+        Examples
+        --------
+        >>> Prior("HalfNormal", sigma=0.5).to_dict()
+        {'dist': 'HalfNormal', 'params': {'sigma': 0.5}}
+        """
         return {"dist": self.dist, "params": self.kwargs}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Prior:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> Prior.from_dict({"dist": "Normal", "params": {"mu": 0.75, "sigma": 0.25}})
+        Prior('Normal', mu=0.75, sigma=0.25)
+        """
         return cls(d["dist"], **d.get("params", {}))
 
     def pymc_class(self) -> Any:
-        """The PyMC distribution class; raises :class:`SpecificationError` if unknown."""
+        """The PyMC distribution class; raises :class:`SpecificationError` if unknown.
+
+        Examples
+        --------
+        >>> Prior("LogNormal", mu=0.0, sigma=1.0).pymc_class().__name__
+        'LogNormal'
+        >>> Prior("Gaussian", mu=0.0).pymc_class()
+        Traceback (most recent call last):
+        ...
+        nlme_bayes.errors.SpecificationError: Prior: unknown distribution 'Gaussian'. ...
+        """
         import pymc as pm
 
         cls = getattr(pm, self.dist, None)
@@ -102,7 +124,16 @@ class Prior:
         return cls
 
     def validate(self, where: str = "") -> None:
-        """Check that PyMC accepts these parameters, before any model is compiled."""
+        """Check that PyMC accepts these parameters, before any model is compiled.
+
+        Examples
+        --------
+        >>> Prior("HalfNormal", sigma=1.0).validate()
+        >>> Prior("HalfNormal", scale=1.0).validate(where="omega(CL)")
+        Traceback (most recent call last):
+        ...
+        nlme_bayes.errors.SpecificationError: omega(CL): invalid prior ... has no parameter scale...
+        """
         import inspect
 
         cls = self.pymc_class()
@@ -143,10 +174,26 @@ class Prior:
             )
 
     def to_pymc(self, name: str, **kwargs: Any) -> Any:
-        """Create the PyMC random variable ``name`` (inside a model context)."""
+        """Create the PyMC random variable ``name`` (inside a model context).
+
+        Examples
+        --------
+        >>> import pymc as pm
+        >>> with pm.Model() as m:
+        ...     cl = Prior("LogNormal", mu=-3.2, sigma=1.0).to_pymc("CL_pop")
+        >>> m.free_RVs
+        [CL_pop]
+        """
         cls = self.pymc_class()
         return cls(name, **self.kwargs, **kwargs)
 
     def dist_pymc(self, **kwargs: Any) -> Any:
-        """The unnamed ``.dist`` version (for ``sd_dist`` of LKJCholeskyCov)."""
+        """The unnamed ``.dist`` version (for ``sd_dist`` of LKJCholeskyCov).
+
+        Examples
+        --------
+        >>> import pymc as pm
+        >>> float(pm.draw(Prior("HalfNormal", sigma=1.0).dist_pymc(), random_seed=1)) > 0
+        True
+        """
         return self.pymc_class().dist(**self.kwargs, **kwargs)
