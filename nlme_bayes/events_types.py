@@ -94,7 +94,13 @@ class DosePairs:
 
     @classmethod
     def empty(cls) -> DosePairs:
-        """Return a group with no pairs."""
+        """Return a group with no pairs.
+
+        Examples
+        --------
+        >>> DosePairs.empty().n_pairs
+        0
+        """
         return cls(obs=[], subject=[], dt=[], amt=[], duration=[])
 
 
@@ -165,7 +171,17 @@ class EventSchedule:
                 )
 
     def groups(self) -> dict[str, DosePairs]:
-        """Return the four route groups by field name."""
+        """Return the four route groups by field name.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.events import build_schedule
+        >>> data, oral = nb.datasets.theophylline(), nb.OneCompartment(route="oral")
+        >>> schedule, _ = build_schedule(data, oral)
+        >>> {name: group.n_pairs for name, group in schedule.groups().items()}
+        {'iv_bolus': 0, 'iv_infusion': 0, 'oral': 132, 'oral_infusion': 0}
+        """
         return {
             "iv_bolus": self.iv_bolus,
             "iv_infusion": self.iv_infusion,
