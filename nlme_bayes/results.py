@@ -34,6 +34,19 @@ class Fit:
         with ``ID``/``TIME`` coordinates), ``observed_data``, ``constant_data``, and on request
         ``prior``, ``prior_predictive``, ``posterior_predictive``. Root attributes hold the
         model specification (JSON), sampler, seed, timings and package versions.
+
+    Examples
+    --------
+    A fit comes from :meth:`Model.fit <nlme_bayes.Model.fit>` or :func:`nlme_bayes.load`:
+
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> fit = theophylline_model().fit(nb.datasets.theophylline(), draws=500, tune=500,
+    ...                                chains=2, random_seed=1)  # doctest: +SKIP
+    >>> fit  # doctest: +SKIP
+    <Fit 'theophylline_1cmt_oral': 12 subjects, 132 obs; 2x500 draws (nutpie)>
+    >>> fit.posterior["CL_pop"].median().item()  # doctest: +SKIP
+    0.040...
     """
 
     model: Any
@@ -90,7 +103,14 @@ class Fit:
         return summary_table(self, ci_prob=ci_prob)
 
     def check_convergence(self, *, warn: bool = False) -> Any:
-        """The convergence report (R-hat, ESS, divergences, tree depth, E-BFMI) with advice."""
+        """The convergence report (R-hat, ESS, divergences, tree depth, E-BFMI) with advice.
+
+        Examples
+        --------
+        >>> report = fit.check_convergence()  # doctest: +SKIP
+        >>> report.ok, report.figures["max_rhat"]  # doctest: +SKIP
+        (True, 1.003)
+        """
         from .summary import check_convergence
 
         report = check_convergence(self)
@@ -103,6 +123,11 @@ class Fit:
 
         With ``path``, also write the full HTML report there (tables, convergence, shrinkage,
         predictive performance and all diagnostic plots; see :mod:`nlme_bayes.report`).
+
+        Examples
+        --------
+        >>> print(fit.report())  # doctest: +SKIP
+        >>> _ = fit.report("theophylline_report.html")  # doctest: +SKIP
         """
         if path is not None:
             from .report import write_html_report
@@ -130,6 +155,14 @@ class Fit:
 
         ``IWRES = (DV - IPRED) / sd`` with the residual SD at the posterior point estimate
         of IPRED and sigma (a plug-in residual, as NONMEM reports it).
+
+        Examples
+        --------
+        >>> fit.predictions().head(3)  # doctest: +SKIP
+           ID  TIME  DVID     DV      PRED     IPRED     IWRES
+        0   1  0.00     1   0.74  0.000000  0.000000  1.059853
+        1   1  0.25     1   2.84  2.876185  3.862326 -1.464210
+        2   1  0.57     1   6.57  5.075389  6.788177 -0.312481
         """
         post = self.posterior
         agg = (
@@ -162,7 +195,16 @@ class Fit:
         return resid / sd[0]
 
     def ebe(self, *, point: str = "mean") -> pd.DataFrame:
-        """Empirical Bayes estimates: individual parameters and etas per subject."""
+        """Empirical Bayes estimates: individual parameters and etas per subject.
+
+        Examples
+        --------
+        >>> fit.ebe().head(2)  # doctest: +SKIP
+                  CL         V        ka    eta_CL     eta_V    eta_ka
+        ID
+        1   0.021830  0.364523  1.751877 -0.611833 -0.232738  0.088588
+        2   0.043044  0.454082  2.043415  0.069139 -0.013230  0.241518
+        """
         post = self.posterior
         f = (
             (lambda da: da.mean(("chain", "draw")))
@@ -178,7 +220,14 @@ class Fit:
 
     # ------------------------------------------------------------------ predictive
     def sample_posterior_predictive(self, *, random_seed: int | None = None) -> xr.Dataset:
-        """Draw replicated DV from the posterior; stored in ``posterior_predictive``."""
+        """Draw replicated DV from the posterior; stored in ``posterior_predictive``.
+
+        Examples
+        --------
+        >>> pp = fit.sample_posterior_predictive(random_seed=1)  # doctest: +SKIP
+        >>> pp["DV"].dims  # doctest: +SKIP
+        ('chain', 'draw', 'obs')
+        """
         import pymc as pm
 
         from .inference import OFFSETS_GROUP, _attach_obs_coords
@@ -200,19 +249,35 @@ class Fit:
 
     # ------------------------------------------------------------------ plots and i/o
     def plot_gof(self, path: str | os.PathLike | None = None) -> Any:
-        """Goodness-of-fit panels: DV vs PRED/IPRED, conditional residuals and NPDE vs TIME/PRED."""
+        """Goodness-of-fit panels: DV vs PRED/IPRED, conditional residuals and NPDE vs TIME/PRED.
+
+        Examples
+        --------
+        >>> fig = fit.plot_gof("gof.png")  # doctest: +SKIP
+        """
         from .plots import plot_gof
 
         return plot_gof(self, path)
 
     def plot_individual(self, path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
-        """Observed data with individual (IPRED) and population (PRED) curves per subject."""
+        """Observed data with individual (IPRED) and population (PRED) curves per subject.
+
+        Examples
+        --------
+        >>> fig = fit.plot_individual("individual.png")  # doctest: +SKIP
+        """
         from .plots import plot_individual
 
         return plot_individual(self, path, **kwargs)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write everything (results, model, data, seed, versions) to one NetCDF file."""
+        """Write everything (results, model, data, seed, versions) to one NetCDF file.
+
+        Examples
+        --------
+        >>> fit.save("theophylline_fit.nc")  # doctest: +SKIP
+        >>> again = nb.load("theophylline_fit.nc")  # doctest: +SKIP
+        """
         from .io import save
 
         save(self, path)
