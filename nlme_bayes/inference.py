@@ -18,10 +18,12 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from . import provenance
 from .builder import build
 from .errors import SamplingError, SpecificationError
 
 if TYPE_CHECKING:
+    from .compiled import CompileCache
     from .data import NonmemDataset
     from .model import Model
     from .results import Fit
@@ -92,6 +94,7 @@ def fit(
     posterior_predictive: bool = False,
     store_predictions: bool = True,
     check: bool = True,
+    reuse: CompileCache | None = None,
 ) -> Fit:
     """Sample the posterior of ``model`` on ``data`` with NUTS.
 
@@ -125,6 +128,11 @@ def fit(
         Keep ``IPRED`` and ``PRED`` per draw in the posterior.
     check : bool
         Warn (:class:`~nlme_bayes.errors.ConvergenceWarning`) when diagnostics fail.
+    reuse : CompileCache, optional
+        With the nutpie backend, keep the compiled log density in this
+        :class:`~nlme_bayes.compiled.CompileCache` and reuse it for later fits of the same
+        model on data that differ only in ``DV`` (see :mod:`nlme_bayes.compiled`). Ignored
+        by the other backends.
 
     Returns
     -------
@@ -212,7 +220,10 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
         try:
-            tree = pm.sample(**kwargs)
+            if reuse is not None and backend == "nutpie":
+                tree, cache_status = reuse.sample(built, model, data, kwargs)
+            else:
+                tree, cache_status = pm.sample(**kwargs), "off"
         except (pm.exceptions.SamplingError, ValueError, RuntimeError) as exc:
             raise SamplingError(
                 f"NUTS ({backend}) failed: {exc}. Check the initial values (typical=) and priors."
@@ -257,8 +268,14 @@ def fit(
             "chains": int(chains),
             "target_accept": float(target_accept),
             "mass_matrix": mass_matrix,
+            "max_treedepth": int(max_treedepth),
+            "cores": int(kwargs["cores"]),
+            "compile_cache": cache_status,
             "timings": json.dumps(timings),
-            "versions": json.dumps(_versions()),
+            "versions": json.dumps(provenance.versions()),
+            "data_sha256": provenance.data_hash(data),
+            "host": provenance.host(),
+            "platform": provenance.platform_name(),
         }
     )
     result = Fit(model=model, data=data, results=tree, built=built)
@@ -267,18 +284,6 @@ def fit(
     if check:
         result.check_convergence(warn=True)
     return result
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("pymc", "pytensor", "arviz", "numpy", "xarray", "pandas", "nutpie"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
 
 
 def _check_initial_point(built: Any) -> None:
