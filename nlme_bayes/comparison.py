@@ -69,11 +69,30 @@ WAIC_VAR_THRESHOLD = 0.4
 
 
 class PSISWarning(NLMEWarning):
-    """Pareto k above the threshold: PSIS-LOO is unreliable for the named points."""
+    """Pareto k above the threshold: PSIS-LOO is unreliable for the named points.
+
+    Examples
+    --------
+    >>> from nlme_bayes.comparison import PSISWarning
+    >>> from nlme_bayes.errors import NLMEWarning
+    >>> issubclass(PSISWarning, NLMEWarning)
+    True
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # make unreliable LOO an error in a batch job
+    ...     warnings.simplefilter("error", PSISWarning)
+    """
 
 
 class WAICWarning(NLMEWarning):
-    """The posterior variance of a pointwise log-likelihood exceeds 0.4: WAIC is unreliable."""
+    """The posterior variance of a pointwise log-likelihood exceeds 0.4: WAIC is unreliable.
+
+    Examples
+    --------
+    >>> from nlme_bayes.comparison import WAICWarning
+    >>> from nlme_bayes.errors import NLMEWarning
+    >>> issubclass(WAICWarning, NLMEWarning)
+    True
+    """
 
 
 # =========================================================================== result classes
@@ -95,6 +114,13 @@ class NLMELOO(ELPDDataLOO):
         (``method="integrated"``/``"auto"``; see :mod:`nlme_bayes.marginal`).
     refitted : tuple
         Subjects whose elpd comes from an exact refit (``method="auto"``, ``refit=True``).
+
+    Examples
+    --------
+    >>> res = nb.comparison.loo(fit, by="subject")  # doctest: +SKIP
+    >>> res.method, res.high_k  # doctest: +SKIP
+    ('auto', ())
+    >>> res.elpd_i.to_series().head()  # doctest: +SKIP
     """
 
     by: str = "observation"
@@ -138,6 +164,11 @@ class NLMEKFold(ELPDDataLOOKFold):
         Largest error of the log integral over the refit's draws, per subject.
     folds : tuple of tuples
         The subject IDs held out together.
+
+    Examples
+    --------
+    >>> res = nb.comparison.loo(fit, by="subject", method="kfold", K=4)  # doctest: +SKIP
+    >>> res.folds  # doctest: +SKIP
     """
 
     by: str = "subject"
@@ -152,6 +183,11 @@ class WAIC(ELPDData):
     """WAIC (an :class:`arviz_stats.utils.ELPDData` of kind ``"waic"``).
 
     ``elpd = lppd - p_waic`` with ``lppd = sum log mean_s exp(ll)``, ``p_waic = sum var_s(ll)``.
+
+    Examples
+    --------
+    >>> w = nb.comparison.waic(fit)  # doctest: +SKIP
+    >>> w.elpd, w.p  # doctest: +SKIP
     """
 
     _kind = "waic"

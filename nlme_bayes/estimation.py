@@ -159,6 +159,15 @@ class InformationCriteria:
     parameter_names : tuple of str
         The estimated parameters as the optimiser saw them (``"log CL_pop"``,
         ``"atanh cpc(V,CL)"``...): what ``n_parameters`` counts.
+
+    Examples
+    --------
+    Returned by :func:`information_criteria`; the criteria follow from the log-likelihood:
+
+    >>> ic = InformationCriteria(loglik=-86.9, minus2ll=173.8, n_parameters=10, n=12,
+    ...                          n_kind="subjects", aic=193.8, bic=198.65, estimates={})
+    >>> print(ic)
+    logLik -86.9000  -2LL 173.800  p 10  AIC 193.800  BIC 198.650 (n = 12 subjects)
     """
 
     loglik: float
@@ -176,7 +185,15 @@ class InformationCriteria:
     parameter_names: tuple[str, ...] = ()
 
     def to_series(self) -> pd.Series:
-        """logLik, -2LL, p, n, AIC, BIC as a pandas Series."""
+        """logLik, -2LL, p, n, AIC, BIC as a pandas Series.
+
+        Examples
+        --------
+        >>> ic = InformationCriteria(loglik=-86.9, minus2ll=173.8, n_parameters=10, n=12,
+        ...                          n_kind="subjects", aic=193.8, bic=198.65, estimates={})
+        >>> float(ic.to_series()["AIC"])
+        193.8
+        """
         return pd.Series(
             {
                 "logLik": self.loglik,

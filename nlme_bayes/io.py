@@ -79,7 +79,14 @@ def _stringify_coords(tree: xr.DataTree) -> xr.DataTree:
 
 
 def save(fit: Any, path: str | os.PathLike) -> None:
-    """Write ``fit`` to ``path`` (NetCDF/HDF5); see :func:`load`."""
+    """Write ``fit`` to ``path`` (NetCDF/HDF5); see :func:`load`.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> fit.save("fit.nc")  # the same as nb.io.save(fit, "fit.nc")  # doctest: +SKIP
+    >>> again = nb.load("fit.nc")  # doctest: +SKIP
+    """
     path = os.fspath(path)
     tree = fit.results.copy()
     data = fit.data

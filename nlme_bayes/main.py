@@ -13,6 +13,27 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Fit Theophylline, print the parameter table, write the results file and the plots.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``): ``--draws``, ``--tune``,
+        ``--chains``, ``--seed``, ``--sampler``, ``--outdir``.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Examples
+    --------
+    From a shell: ``python -m nlme_bayes.main --draws 500 --outdir outputs``; from Python:
+
+    >>> from nlme_bayes.main import main
+    >>> main(["--draws", "500", "--outdir", "outputs"])  # doctest: +SKIP
+    0
+    """
     parser = argparse.ArgumentParser(
         prog="python -m nlme_bayes.main",
         description="Fit a one-compartment oral model with correlated log-normal random effects "

@@ -670,6 +670,17 @@ class MarginalLogLik:
         AGHQ nodes per random effect.
     n_samples : int or None
         Importance samples per subject.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> params = {"CL_pop": 0.04, "V_pop": 0.46, "ka_pop": 1.6,
+    ...           "omega": {"CL": 0.25, "V": 0.12, "ka": 0.64}, "sigma_add": 0.68}
+    >>> res = marginal_loglik(theophylline_model(), nb.datasets.theophylline(), params)
+    >>> res.method, len(res.per_subject), bool(np.isclose(res.per_subject.sum(), res.loglik))
+    ('aghq', 12, True)
     """
 
     loglik: float

@@ -128,7 +128,12 @@ def plot_individual(
     ci_prob: float = 0.9,
     max_subjects: int = 36,
 ) -> Any:
-    """Observed DV per subject with the IPRED median and credible band, and PRED (dashed)."""
+    """Observed DV per subject with the IPRED median and credible band, and PRED (dashed).
+
+    Examples
+    --------
+    >>> fig = plot_individual(fit, "individual.png", max_subjects=12)  # doctest: +SKIP
+    """
     from .predictions import individual_curves
 
     curves = individual_curves(fit, n_points=n_points, n_draws=n_draws, ci_prob=ci_prob)

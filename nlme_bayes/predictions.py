@@ -16,7 +16,13 @@ __all__ = ["individual_curves", "typical_parameters"]
 
 
 def typical_parameters(fit: Any) -> dict[str, np.ndarray]:
-    """Per-draw, per-subject typical values (eta = 0, covariates included), from P_i and eta_i."""
+    """Per-draw, per-subject typical values (eta = 0, covariates included), from P_i and eta_i.
+
+    Examples
+    --------
+    >>> typical_parameters(fit)["CL"].shape  # (draws, subjects)  # doctest: +SKIP
+    (4000, 12)
+    """
     post = fit.posterior
     out: dict[str, np.ndarray] = {}
     for p in fit.model.parameters:
@@ -72,6 +78,10 @@ def individual_curves(
     """IPRED (median and credible band) and PRED (median) on a time grid per subject.
 
     Returns a DataFrame with columns ``ID, TIME, IPRED, IPRED_lo, IPRED_hi, PRED``.
+
+    Examples
+    --------
+    >>> individual_curves(fit, n_points=50).head()  # doctest: +SKIP
     """
     import pytensor
     import pytensor.tensor as pt

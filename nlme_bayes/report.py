@@ -50,7 +50,12 @@ def _table(df: pd.DataFrame, digits: int = 4) -> str:
 
 
 def report_sections(fit: Any) -> list[tuple[str, Callable[[], str]]]:
-    """The report's sections as (title, function returning HTML) pairs, in order."""
+    """The report's sections as (title, function returning HTML) pairs, in order.
+
+    Examples
+    --------
+    >>> [title for title, _ in report_sections(fit)]  # doctest: +SKIP
+    """
     from . import comparison, diagnostics, shrinkage, vpc
     from .summary import check_convergence
 

@@ -41,6 +41,12 @@ class VarianceCheck:
         Subject-level elpd of the fit with the random effect minus the fit without, and its SE
         (matched by subject); None without ``fit_without``.
     verdict : str
+
+    Examples
+    --------
+    >>> check = variance_needed(fit_with, fit_without, parameter="ka")  # doctest: +SKIP
+    >>> print(check)  # doctest: +SKIP
+    >>> check.elpd_diff, check.dse  # doctest: +SKIP
     """
 
     parameter: str

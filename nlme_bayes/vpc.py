@@ -100,6 +100,12 @@ class VPCResult:
         Number of simulated replicates.
     censoring : None
         Reserved for the BLQ/censoring summary (not implemented yet).
+
+    Examples
+    --------
+    >>> result = nb.vpc.vpc(fit, n_draws=200)  # doctest: +SKIP
+    >>> result.stats.head()  # doctest: +SKIP
+    >>> nb.vpc.plot_vpc(result)  # doctest: +SKIP
     """
 
     stats: pd.DataFrame
@@ -118,7 +124,12 @@ class VPCResult:
         return list(pd.unique(self.bins["stratum"]))
 
     def coverage(self) -> float:
-        """Fraction of observed percentiles inside their simulated interval."""
+        """Fraction of observed percentiles inside their simulated interval.
+
+        Examples
+        --------
+        >>> nb.vpc.vpc(fit).coverage()  # about 0.9 when the model is right  # doctest: +SKIP
+        """
         return float(self.stats.dropna(subset=["observed"])["inside"].mean())
 
 
