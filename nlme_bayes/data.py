@@ -48,12 +48,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from nlme_bayes.data_source import load_source
 from nlme_bayes.data_validation import (
     RESERVED_COLUMNS,
     STANDARD_COLUMNS,
     dataset_error,
     format_where,
-    load_source,
     validate_records,
 )
 from nlme_bayes.errors import DatasetWarning, SpecificationError
@@ -76,7 +76,8 @@ def read_nonmem(
     ----------
     source : str, os.PathLike or pandas.DataFrame
         A UTF-8 CSV file with a header row (``"."`` or an empty cell = missing; a byte-order
-        mark is ignored), or a DataFrame, which is never modified.
+        mark is honoured, so UTF-16/32 files with one are read too), or a DataFrame, which
+        is never modified.
     column_map : mapping of str to str, optional
         Your column names -> standard names, e.g. ``{"SUBJ": "ID", "CONC": "DV"}``.  Your
         names match case-insensitively.  Standard names themselves are recognised in any
@@ -98,8 +99,12 @@ def read_nonmem(
         1-based source row(s) and subject ID(s): missing required columns, non-numeric or
         infinite values, missing or negative or decreasing TIME, invalid EVID/MDV/CMT/RATE/
         II/ADDL/SS/DVID, dose records without a positive AMT, observations without DV,
-        missing IDs, non-contiguous subjects, an empty file, a non-UTF-8 file, a file that
-        pandas cannot parse (wrapped, naming the file).
+        missing IDs, one ID written two ways (``01`` and ``1``), non-contiguous subjects,
+        numbers written with a comma; and for a file: empty, binary (a spreadsheet,
+        archive, PDF), not UTF-8, NUL characters, unbalanced quotes, or a line with more or
+        fewer fields than the header (each naming the line).  Nothing is guessed, padded,
+        cut or silently converted: a dataset that is returned holds exactly the values of
+        the source (``tests/test_fuzz_data.py`` checks this property).
     FileNotFoundError
         ``source`` names a file that does not exist (other ``OSError`` likewise pass through).
 
@@ -112,7 +117,9 @@ def read_nonmem(
     -----
     A covariate column that holds only text (e.g. ``SEX`` = ``"M"``/``"F"``) is kept as
     text; a column mixing numbers and text is an error.  Numeric covariates are float64.
-    Integer-valued numeric IDs become int64; text IDs stay text.
+    Numbers are plain ASCII (``1_000`` and full-width digits are refused).  Integer-valued
+    numeric IDs become int64 (read exactly, never through float); text IDs stay text, and
+    so do numeric IDs that no int64/float64 holds exactly.
 
     Examples
     --------

@@ -2,7 +2,8 @@
 
 This module turns a CSV file or a DataFrame into canonical, validated records:
 
-1. :func:`load_source` reads the raw text (``"."`` and empty cells are missing values);
+1. :func:`nlme_bayes.data_source.load_source` reads the raw text (``"."`` and empty cells
+   are missing values);
 2. :func:`canonical_names` maps user column names to the standard ones
    (case-insensitive, ``column_map``) and checks the column set;
 3. :func:`validate_records` parses every column, derives the optional standard columns,
@@ -22,7 +23,7 @@ Example
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -39,7 +40,6 @@ __all__ = [
     "canonical_names",
     "dataset_error",
     "format_where",
-    "load_source",
     "validate_records",
 ]
 
@@ -57,6 +57,9 @@ MISSING_TOKENS: frozenset[str] = frozenset({"", ".", "NA", "NaN", "nan"})
 
 MAX_LISTED = 5
 _INT_COLUMNS = frozenset({"EVID", "MDV", "CMT", "ADDL", "SS", "DVID"})
+_MAX_INDEX = 2.0**31  # CMT and DVID are small integers; larger values are typos
+MAX_ADDL = 1_000_000
+"""The most additional doses one record may imply (more is a typo, and would not fit)."""
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|Inf|INF|infinity|Infinity)"
 _EVID_TEXT = "0 (observation), 1 (dose), 2 (other event), 3 (reset) or 4 (reset and dose)"
 
@@ -144,79 +147,6 @@ def dataset_error(source: str, violations: list[str]) -> DatasetError:
     noun = "problem" if len(violations) == 1 else "problems"
     lines = "\n".join(f"  - {v}" for v in violations)
     return DatasetError(f"dataset {source} has {len(violations)} {noun}:\n{lines}", violations)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def load_source(source: str | os.PathLike[str] | pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Read a CSV file (every cell as text) or shallow-copy a DataFrame.
-
-    Parameters
-    ----------
-    source : str, os.PathLike or pandas.DataFrame
-        A comma-separated file with a header row, or a DataFrame (never modified).
-
-    Returns
-    -------
-    frame : pandas.DataFrame
-        Columns named by the stripped header; for a file, every cell is text.
-    label : str
-        The file path, or ``"<DataFrame>"``.
-
-    Raises
-    ------
-    DatasetError
-        Empty file, header only, not UTF-8, or any parsing failure (wrapped, naming the file).
-    """
-    if isinstance(source, pd.DataFrame):
-        frame = source.copy(deep=False)
-        frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
-        return frame, "<DataFrame>"
-    label = os.fspath(source)
-    try:
-        raw = pd.read_csv(
-            label,
-            header=None,
-            dtype=object,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            skip_blank_lines=True,
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise DatasetError(
-            f"dataset {label} is empty: expected a header row and data rows"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"dataset {label} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet program)"
-        ) from exc
-    except OSError:
-        raise
-    except Exception as exc:  # any pandas parser failure: wrap it, naming the file
-        raise DatasetError(
-            f"dataset {label} could not be parsed as CSV: {str(exc).strip()}; expected "
-            "comma-separated values with a header row and the same number of fields on every "
-            f"line{_separator_hint(label)}"
-        ) from exc
-    header = [str(c).strip().lstrip("\ufeff").strip() for c in raw.iloc[0].fillna("")]
-    frame = raw.iloc[1:].reset_index(drop=True)
-    frame.columns = header
-    return frame, label
-
-
-def _separator_hint(label: str) -> str:
-    """A hint when the header line looks semicolon- or tab-separated."""
-    try:
-        with open(label, encoding="utf-8-sig", errors="replace") as handle:
-            header = handle.readline()
-    except OSError:
-        return ""
-    if "," not in header and any(sep in header for sep in ";\t|"):
-        return " (the header is not comma-separated: re-save the file as CSV)"
-    return ""
 
 
 def canonical_names(
@@ -310,6 +240,11 @@ def canonical_names(
         hint = ""
         if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
             hint = "; the file does not seem to be comma-separated (re-save it as CSV)"
+        elif any(c.startswith("#") and c.lstrip("#").strip().upper() in missing for c in columns):
+            hint = (
+                "; the header starts with a comment mark (NONMEM's IGNORE=#): remove the '#' "
+                "from the header line"
+            )
         elif column_map is None:
             hint = "; map your own names with e.g. column_map={'SUBJ': 'ID', 'CONC': 'DV'}"
         violations.append(
@@ -342,19 +277,19 @@ class _Parsed:
 def _parse(column: pd.Series) -> _Parsed:
     if pd.api.types.is_bool_dtype(column.dtype):
         column = column.astype(float)
+    if pd.api.types.is_complex_dtype(column.dtype):
+        column = column.astype(object)  # reported as non-numeric, never silently made real
     if pd.api.types.is_numeric_dtype(column.dtype):
         values = column.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(values)
         return _Parsed(values, missing, np.zeros(len(values), dtype=bool), None)
     text = column.astype(str).str.strip()
     missing = (column.isna() | text.isin(MISSING_TOKENS)).to_numpy()
-    try:  # fast path: every given cell is a number
-        numbers = text.where(~missing).astype("float64")
-    except (ValueError, TypeError):
-        numeric = text.str.fullmatch(_NUMBER).fillna(False).to_numpy(dtype=bool) & ~missing
-        numbers = text.where(numeric).astype("float64")
-    values = numbers.to_numpy(dtype=float, na_value=np.nan)
-    bad = np.isnan(values) & ~missing
+    # Strict: ASCII digits only -- Python's float() would also take "1_000" and "\uff11\uff10"
+    matched = text.str.fullmatch(_NUMBER, flags=re.ASCII).fillna(False).to_numpy(dtype=bool)
+    numeric = matched & ~missing
+    values = text.where(numeric).astype("float64").to_numpy(dtype=float, na_value=np.nan)
+    bad = ~numeric & ~missing
     return _Parsed(values, missing, bad, text)
 
 
@@ -383,11 +318,18 @@ class _Checker:
 
 
 def _parse_ids(column: pd.Series, chk: _Checker) -> tuple[pd.Series, np.ndarray]:
-    """IDs as given (integer-like numbers -> int) and factorized codes (-1 = missing)."""
+    """IDs as given (integer-like numbers -> int) and factorized codes (-1 = missing).
+
+    Numbers are kept exactly: integer columns stay integers, integer text is read with
+    Python's ``int`` (no detour through float), and IDs that no int64/float64 holds exactly
+    stay text.  Two spellings of one number (``"01"`` and ``"1"``) are an error, not a merge.
+    """
+    clashes: list[tuple[str, np.ndarray]] = []
     if isinstance(column.dtype, pd.StringDtype):
-        text = column.str.strip()
-        missing = (text.isna() | text.isin(MISSING_TOKENS)).to_numpy()
-        ids = text.where(~missing)
+        ids, missing = _text_ids(column)
+    elif pd.api.types.is_integer_dtype(column.dtype):
+        missing = column.isna().to_numpy()
+        ids = _integer_ids(column, missing)
     else:
         parsed = _parse(column)
         missing = parsed.missing
@@ -397,14 +339,104 @@ def _parse_ids(column: pd.Series, chk: _Checker) -> tuple[pd.Series, np.ndarray]
             values = parsed.values
             finite = np.isfinite(values) | missing
             chk.check(~finite, "ID: infinite value", "every subject needs a finite ID")
-            ids = pd.Series(values, dtype=float)
-            if not missing.any() and np.all(_integer_like(values)):
-                ids = ids.astype(np.int64)
+            if parsed.text is None:
+                ids = _float_ids(values, missing)
+            else:
+                ids, clashes = _numeric_text_ids(parsed.text, values, missing)
     ids = ids.reset_index(drop=True)
     chk.ids = ids
     chk.check(missing, "ID: missing value", "every record needs a subject ID")
+    for names, where in clashes:
+        chk.check(
+            where,
+            f"ID: {names} are the same number written differently",
+            "write each subject's ID the same way on every record (IDs that are all numbers "
+            "are compared as numbers)",
+        )
     codes, _ = pd.factorize(ids, use_na_sentinel=True)
     return ids, codes
+
+
+def _text_ids(column: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    text = column.astype(object).where(column.notna(), None).astype(str).str.strip()
+    missing = (column.isna().to_numpy()) | text.isin(MISSING_TOKENS).to_numpy()
+    return text.where(~missing), missing
+
+
+def _integer_ids(column: pd.Series, missing: np.ndarray) -> pd.Series:
+    """An integer column: int64 when it fits (exact), text otherwise (e.g. huge uint64)."""
+    given = column[~missing]
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    fits = given.empty or (int(given.min()) >= lo and int(given.max()) <= hi)
+    if not fits:
+        return pd.Series([None if m else str(v) for v, m in zip(column, missing, strict=True)])
+    if missing.any():
+        return pd.Series(column.to_numpy(dtype=float, na_value=np.nan))
+    return pd.Series(column.to_numpy(dtype=np.int64))
+
+
+def _float_ids(values: np.ndarray, missing: np.ndarray) -> pd.Series:
+    ids = pd.Series(values, dtype=float)
+    if not missing.any() and np.all(_integer_like(values) & (np.abs(values) < 2.0**63)):
+        ids = ids.astype(np.int64)
+    return ids
+
+
+def _numeric_text_ids(
+    text: pd.Series, values: np.ndarray, missing: np.ndarray
+) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
+    """IDs written as numbers in text: exact ints, floats, or (if not exact) the text.
+
+    Also returns each number written in several ways, with the rows concerned.
+    """
+    given = ~missing
+    integer_text = text.str.fullmatch(r"[+-]?\d+", flags=re.ASCII).fillna(False).to_numpy(bool)
+    if np.all(integer_text[given]):
+        exact = [int(t) if g else None for t, g in zip(text, given, strict=True)]
+        numbers = pd.Series(exact, dtype=object)
+        if all(-(2**63) <= v < 2**63 for v in numbers[given]) and not missing.any():
+            numbers = numbers.astype(np.int64)
+        elif any(abs(v) >= 2**53 for v in numbers[given]):
+            numbers = text.where(given)  # no numeric dtype holds them exactly: keep the text
+        else:
+            numbers = pd.Series(values, dtype=float)
+    elif np.any(_integer_like(values) & (np.abs(values) >= 2.0**53)):
+        numbers = text.where(given)  # float64 cannot tell these integers apart
+    else:
+        numbers = _float_ids(values, missing)
+    # one number, several spellings ("01" and "1", "1" and "1.0"): ambiguous, never merged
+    spelled = pd.DataFrame({"text": text[given], "id": numbers[given].astype(object)})
+    spellings = spelled.drop_duplicates("text").groupby("id", sort=False)["text"]
+    groups = [list(group) for _, group in spellings if len(group) > 1]
+    clashes = [
+        (" and ".join(repr(t) for t in group[:MAX_LISTED]), given & text.isin(group).to_numpy())
+        for group in groups[:MAX_LISTED]
+    ]
+    return numbers, clashes
+
+
+_COMMA_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d*,\d+)", re.ASCII)
+_CLOCK_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?")
+
+
+def _non_numeric_fix(values: list[str]) -> str:
+    """How to fix these non-numeric cells: advice for the usual spreadsheet habits."""
+    fixes = []
+    if any(_COMMA_NUMBER.fullmatch(v) for v in values):
+        fixes.append(
+            "write numbers with a decimal point and no thousands separator ('1234.5', not "
+            "'1,234.5' or '1234,5')"
+        )
+    if any(v.startswith("#") for v in values):
+        fixes.append("'#N/A', '#DIV/0!', '#VALUE!' are spreadsheet errors: fix the formula")
+    if any(_CLOCK_TIME.fullmatch(v) for v in values):
+        fixes.append(
+            "a clock time is not a number: give elapsed time (e.g. hours since the first dose)"
+        )
+    if any("_" in v or any(ch.isdigit() and not ch.isascii() for ch in v) for v in values):
+        fixes.append("write plain ASCII digits (no '_' separators, no other scripts' digits)")
+    fixes.append("expected a number; write '.' or leave the cell empty for a missing value")
+    return "; ".join(fixes)
 
 
 def _check_non_numeric(name: str, parsed: _Parsed, chk: _Checker) -> None:
@@ -414,8 +446,7 @@ def _check_non_numeric(name: str, parsed: _Parsed, chk: _Checker) -> None:
         chk.check(
             parsed.bad,
             f"{name}: non-numeric {word} {_fmt_list(listed, 'values', quote=True)}",
-            "expected a number with a decimal point (not a comma); "
-            "write '.' or leave the cell empty for a missing value",
+            _non_numeric_fix([str(v) for v in listed]),
         )
     with np.errstate(invalid="ignore"):
         chk.check(np.isinf(parsed.values), f"{name}: infinite value", "expected a finite number")
@@ -482,7 +513,8 @@ def validate_records(
     Parameters
     ----------
     frame : pandas.DataFrame
-        Raw source columns (text or numbers), as returned by :func:`load_source`.
+        Raw source columns (text or numbers), as returned by
+        :func:`~nlme_bayes.data_source.load_source`.
     source : str
         Label used in messages.
     column_map : mapping of str to str, optional
@@ -547,7 +579,18 @@ def _parse_covariate(name: str, column: pd.Series, chk: _Checker) -> pd.Series:
     """Numbers (float64), or text if the column holds no number at all (categories)."""
     p = _parse(column)
     if p.bad.any() and not p.given.any():
-        return p.text.where(~pd.Series(p.missing))  # type: ignore[union-attr]
+        text = p.text.where(~pd.Series(p.missing))  # type: ignore[union-attr]
+        commas = text[p.bad].map(lambda v: bool(_COMMA_NUMBER.fullmatch(v)))
+        if commas.all():  # all "70,5": numbers in a spreadsheet's locale, not categories
+            listed = _unique_in_order(text[p.bad].to_numpy())
+            chk.check(
+                p.bad,
+                f"{name}: every value is a number written with a comma "
+                f"({_fmt_list(listed, 'values', quote=True)})",
+                "write numbers with a decimal point and no thousands separator ('70.5', not "
+                "'70,5'); only a column of words is read as categories",
+            )
+        return text
     if p.bad.any():
         listed = _unique_in_order(p.text.to_numpy()[p.bad])  # type: ignore[union-attr]
         chk.check(
@@ -630,6 +673,7 @@ def _derive_and_check(
     cmt_p = column("CMT")
     cmt = np.where(cmt_p.missing, 0.0, cmt_p.values)
     bad_cmt = cmt_p.given & ~(_integer_like(cmt) & (cmt >= 0))
+    _check_huge("CMT", cmt, cmt_p.given & ~bad_cmt & (cmt >= _MAX_INDEX), chk)
     chk.check(
         bad_cmt,
         f"CMT: negative or non-integer {chk.values(cmt, bad_cmt)}",
@@ -661,6 +705,7 @@ def _derive_and_check(
     chk.check(ii < 0, f"II: negative {chk.values(ii, ii < 0)}", "expected II >= 0")
     addl = np.where(addl_p.given, addl_p.values, 0.0)
     bad_addl = addl_p.given & ~(_integer_like(addl) & (addl >= 0))
+    _check_huge("ADDL", addl, addl_p.given & ~bad_addl & (addl > MAX_ADDL), chk)
     chk.check(
         bad_addl,
         f"ADDL: negative or non-integer {chk.values(addl, bad_addl)}",
@@ -692,6 +737,7 @@ def _derive_and_check(
     dvid_p = column("DVID")
     dvid = np.where(dvid_p.missing, 1.0, dvid_p.values)
     bad_dvid = dvid_p.given & ~_integer_like(dvid)
+    _check_huge("DVID", dvid, dvid_p.given & ~bad_dvid & (np.abs(dvid) >= _MAX_INDEX), chk)
     chk.check(
         bad_dvid,
         f"DVID: non-integer {chk.values(dvid, bad_dvid)}",
@@ -711,6 +757,12 @@ def _derive_and_check(
         "SS": ss,
         "DVID": dvid,
     }
+
+
+def _check_huge(name: str, values: np.ndarray, mask: np.ndarray, chk: _Checker) -> None:
+    """An integer column (CMT, DVID, ADDL) with a value too large to be meant (or stored)."""
+    limit = MAX_ADDL if name == "ADDL" else int(_MAX_INDEX) - 1
+    chk.check(mask, f"{name}: too large {chk.values(values, mask)}", f"expected at most {limit:,}")
 
 
 def _all_blank(frame: pd.DataFrame, position: int) -> bool:
