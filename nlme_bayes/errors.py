@@ -119,3 +119,28 @@ class ConvergenceWarning(NLMEWarning):
     ...     warnings.simplefilter("error", ConvergenceWarning)
     ...     pass  # fit = model.fit(data, ...) here would raise instead of warn
     """
+
+
+class InterruptedWarning(NLMEWarning):
+    """Sampling was interrupted (Ctrl-C): the fit holds only the draws made so far.
+
+    ``fit.interrupted`` is True and ``fit.info["interruption"]`` says how far each chain got;
+    the convergence report lists the interruption as a problem.
+
+    Examples
+    --------
+    >>> from nlme_bayes.errors import InterruptedWarning, NLMEWarning
+    >>> issubclass(InterruptedWarning, NLMEWarning)
+    True
+    """
+
+
+class StartWarning(NLMEWarning):
+    """A chain found no jittered start with a finite log density and starts un-jittered.
+
+    Examples
+    --------
+    >>> from nlme_bayes.errors import StartWarning, NLMEWarning
+    >>> issubclass(StartWarning, NLMEWarning)
+    True
+    """
