@@ -215,11 +215,25 @@ class CompileCache:
         self.misses = 0
 
     def stats(self) -> dict[str, int]:
-        """Hits, misses and the number of cached structures."""
+        """Hits, misses and the number of cached structures.
+
+        Examples
+        --------
+        >>> CompileCache(max_entries=2).stats()
+        {'hits': 0, 'misses': 0, 'entries': 0}
+        """
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries)}
 
     def clear(self) -> None:
-        """Drop every compiled model."""
+        """Drop every compiled model.
+
+        Examples
+        --------
+        >>> cache = CompileCache()
+        >>> cache.clear()
+        >>> cache.stats()["entries"]
+        0
+        """
         with self._lock:
             self._entries.clear()
 
@@ -275,6 +289,14 @@ class CompileCache:
         (xarray.DataTree, str)
             The results as ``pm.sample`` returns them (posterior, sample_stats,
             observed_data, constant_data) and ``"hit"`` or ``"miss"``.
+
+        Examples
+        --------
+        Used by :func:`nlme_bayes.inference.fit`; a second fit of the same model structure on new
+        DV values reuses the compiled density:
+
+        >>> fit1 = model.fit(data1, sampler="nutpie")  # doctest: +SKIP
+        >>> fit2 = model.fit(data2, sampler="nutpie")  # no recompilation  # doctest: +SKIP
         """
         import nutpie
         from pymc.backends.arviz import patch_nutpie_idata

@@ -51,6 +51,13 @@ def load_source(source: str | os.PathLike[str] | pd.DataFrame) -> tuple[pd.DataF
         UTF-8 (or the UTF-16/32 that a byte-order mark announces), a NUL character, a line
         with more or fewer fields than the header, or unbalanced quotes; each names the file
         and the line.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame, label = load_source(pd.DataFrame({" ID ": [1], "TIME": [0.0], "DV": [1.0]}))
+    >>> list(frame.columns), label
+    (['ID', 'TIME', 'DV'], '<DataFrame>')
     """
     if isinstance(source, pd.DataFrame):
         frame = source.copy(deep=False)

@@ -78,6 +78,14 @@ class ParsedRecords:
         Source spelling -> standard name for every renamed column.
     subjects_without_observations : tuple
         IDs of subjects with no observation record (legal, but worth a warning).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"id": [1, 1], "time": [0.0, 1.0], "dv": [0.0, 2.5], "amt": [10.0, 0.0]})
+    >>> parsed = validate_records(df, source="<DataFrame>")
+    >>> parsed.records[["ID", "TIME", "EVID", "MDV", "ROW"]].values.tolist()
+    [[1.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0, 2.0]]
     """
 
     records: pd.DataFrame
@@ -143,7 +151,19 @@ def format_where(rows: np.ndarray, ids: pd.Series | np.ndarray) -> str:
 
 
 def dataset_error(source: str, violations: list[str]) -> DatasetError:
-    """Build the single error that lists every violation on its own line."""
+    """Build the single error that lists every violation on its own line.
+
+    Examples
+    --------
+    >>> problems = ["TIME: missing at row 3 (ID 1)", "DV: missing at row 7 (ID 2)"]
+    >>> err = dataset_error("study.csv", problems)
+    >>> print(err)
+    dataset study.csv has 2 problems:
+      - TIME: missing at row 3 (ID 1)
+      - DV: missing at row 7 (ID 2)
+    >>> len(err.violations)
+    2
+    """
     noun = "problem" if len(violations) == 1 else "problems"
     lines = "\n".join(f"  - {v}" for v in violations)
     return DatasetError(f"dataset {source} has {len(violations)} {noun}:\n{lines}", violations)
@@ -175,6 +195,11 @@ def canonical_names(
     DatasetError
         Duplicate names (case-insensitive), a bad ``column_map`` entry, a reserved name or
         a missing required column; all such problems at once.
+
+    Examples
+    --------
+    >>> canonical_names(["subj", "Time", "CONC", "WT"], {"SUBJ": "ID", "conc": "DV"}, "<DataFrame>")
+    (['ID', 'TIME', 'DV', 'WT'], {'subj': 'ID', 'Time': 'TIME', 'CONC': 'DV'})
     """
     violations: list[str] = []
     found = ", ".join(columns) if columns else "none"
@@ -531,6 +556,13 @@ def validate_records(
     ------
     DatasetError
         Listing every violation, one per line, each with column, rows and IDs.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"ID": [1, 1, 2], "TIME": [0.0, 1.0, 0.0], "DV": [0.0, 2.5, 1.0]})
+    >>> validate_records(df, source="<DataFrame>").subjects_without_observations
+    ()
     """
     if frame.columns.size and any(c == "" for c in frame.columns):
         keep = [i for i, c in enumerate(frame.columns) if c != "" or not _all_blank(frame, i)]
