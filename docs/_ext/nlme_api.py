@@ -38,6 +38,10 @@ INTERNAL = {
     "nlme_bayes.summary",
     "nlme_bayes.errors",
     "nlme_bayes.structural.rosenbrock",
+    "nlme_bayes.data_source",
+    "nlme_bayes.compiled",
+    "nlme_bayes.provenance",
+    "nlme_bayes.sampling_safety",
 }
 
 
@@ -77,6 +81,13 @@ def module_members(modname: str) -> list[str]:
             continue
         out.append(n)
     return out
+
+
+def _summary(modname: str) -> str:
+    """The first sentence of a module's docstring (as reStructuredText)."""
+    doc = inspect.getdoc(importlib.import_module(modname)) or ""
+    first = doc.strip().split("\n\n")[0].replace("\n", " ")
+    return first or "(no description)"
 
 
 def _write(path: Path, text: str) -> None:
@@ -126,13 +137,18 @@ def generate(app: Any) -> None:
             stale.unlink()
     index = [
         _title("API reference"),
-        "Generated from the docstrings (numpydoc). Every public function's example is run by\n"
+        "Generated from the docstrings (numpydoc). Their examples are run by\n"
         "``tests/test_docstrings.py``.\n",
-        ".. toctree::\n   :maxdepth: 1\n   :caption: For users\n\n   core",
-        *[f"   {m}" for m in user],
+        "- :doc:`core`: what ``import nlme_bayes as nb`` gives you: ``nb.Model``,\n"
+        "  ``nb.Parameter``, ``nb.read_nonmem``, ``nb.load``, ...\n",
+        _title("Modules", "-"),
+        *[f"- :doc:`{m}`: {_summary(m)}" for m in user],
         "",
-        ".. toctree::\n   :maxdepth: 1\n   :caption: Internals (for contributors)\n",
-        *[f"   {m}" for m in internal],
+        _title("Internals (for contributors)", "-"),
+        *[f"- :doc:`{m}`: {_summary(m)}" for m in internal],
+        "",
+        ".. toctree::\n   :hidden:\n\n   core",
+        *[f"   {m}" for m in user + internal],
         "",
     ]
     _write(gen / "index.rst", "\n".join(index))
