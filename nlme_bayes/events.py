@@ -36,7 +36,12 @@ def build_schedule(data: Any, structure: Any) -> tuple[EventSchedule, pd.DataFra
     observations : DataFrame
         One row per observation in schedule order with columns ``ID, TIME, DV, DVID, ROW``
         and ``subject`` (0-based subject index).
+
+    A structure that plans its own schedule (ODE and algebraic models define
+    ``build_schedule(data)``) is asked for it instead.
     """
+    if hasattr(structure, "build_schedule"):
+        return structure.build_schedule(data)
     ev = data.events()
     subject_ids = list(data.subject_ids)
     subj_index = {sid: i for i, sid in enumerate(subject_ids)}
