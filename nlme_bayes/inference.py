@@ -21,6 +21,14 @@ import xarray as xr
 from . import provenance
 from .builder import build
 from .errors import SamplingError, SpecificationError
+from .sampling_safety import (
+    check_fit_arguments,
+    keep_complete_draws,
+    nonfinite_transitions,
+    report_interruption,
+    sample_with_fresh_starts,
+    watch_interrupt,
+)
 
 if TYPE_CHECKING:
     from .compiled import CompileCache
@@ -95,6 +103,7 @@ def fit(
     store_predictions: bool = True,
     check: bool = True,
     reuse: CompileCache | None = None,
+    save_on_interrupt: str | os.PathLike[str] | None = None,
 ) -> Fit:
     """Sample the posterior of ``model`` on ``data`` with NUTS.
 
@@ -133,11 +142,32 @@ def fit(
         :class:`~nlme_bayes.compiled.CompileCache` and reuse it for later fits of the same
         model on data that differ only in ``DV`` (see :mod:`nlme_bayes.compiled`). Ignored
         by the other backends.
+    save_on_interrupt : str or os.PathLike, optional
+        Where to save the draws so far (atomically, as :meth:`Fit.save`) if sampling is
+        interrupted (Ctrl-C).
 
     Returns
     -------
     Fit
         Holds the ArviZ ``DataTree`` (``fit.results``) and the inputs.
+
+    Notes
+    -----
+    *Interruption.* Ctrl-C (SIGINT) during sampling does not lose the draws.  With
+    ``"nutpie"`` and ``"pymc"`` the fit returns with the draws that every kept chain
+    completed (longer chains cut to the shortest, chains without a draw dropped: no padding,
+    no NaN); ``fit.interrupted`` is True, ``fit.info["interruption"]`` says how far each
+    chain got, an :class:`~nlme_bayes.errors.InterruptedWarning` is issued, and the
+    convergence report lists the interruption as a problem.  Ctrl-C during compilation or
+    warm-up (no posterior draw yet), or with ``"numpyro"``, raises ``KeyboardInterrupt``.
+
+    *Numerical failures.* A proposal whose log density is not finite (``exp(eta)``
+    overflowing, a predicted concentration of 0 under proportional error, a failed ODE
+    step) is rejected by the sampler: the transition ends as a divergence and no such point
+    becomes a draw.  Their number is ``fit.info["nonfinite_transitions"]``, also in the
+    convergence report.  If sampling fails from chain starts with a non-finite log density,
+    they are drawn again (:func:`~nlme_bayes.sampling_safety.finite_starts`) and sampling
+    is retried once; nutpie re-draws its own starts.
 
     Examples
     --------
@@ -157,6 +187,7 @@ def fit(
         raise SpecificationError(f"tune must be a non-negative int, got {tune!r}.")
     if not 0 < target_accept < 1:
         raise SpecificationError(f"target_accept must be in (0, 1), got {target_accept!r}.")
+    check_fit_arguments(data, cores=cores, max_treedepth=max_treedepth, mass_matrix=mass_matrix)
     backend = choose_sampler(sampler)
     seed = _seed(random_seed)
 
@@ -217,17 +248,26 @@ def fit(
         }
         kwargs["initvals"] = chain_starts
     t1 = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), watch_interrupt() as interrupt:
         warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
         try:
             if reuse is not None and backend == "nutpie":
                 tree, cache_status = reuse.sample(built, model, data, kwargs)
             else:
-                tree, cache_status = pm.sample(**kwargs), "off"
+                # a start with a non-finite density: re-drawn (finite_starts), tried again
+                tree = sample_with_fresh_starts(pm.sample, kwargs, built, start, seeds)
+                cache_status = "off"
         except (pm.exceptions.SamplingError, ValueError, RuntimeError) as exc:
+            if interrupt.fired:  # e.g. PyMC's "Not enough samples" when stopped in warm-up
+                raise KeyboardInterrupt(
+                    "sampling was interrupted before any chain finished its warm-up: there "
+                    "are no posterior draws to keep"
+                ) from exc
             raise SamplingError(
                 f"NUTS ({backend}) failed: {exc}. Check the initial values (typical=) and priors."
             ) from exc
+    free = [rv.name for rv in pm_model.free_RVs]
+    tree, interruption = keep_complete_draws(tree, int(draws), free, interrupted=interrupt.fired)
     t_sample_total = time.perf_counter() - t1
     sampling_time = float(tree["posterior"].attrs.get("sampling_time", t_sample_total))
 
@@ -263,9 +303,12 @@ def fit(
             "nlme_bayes_model": json.dumps(model.to_dict()),
             "sampler": backend,
             "random_seed": seed,
-            "draws": int(draws),
+            "draws": int(tree["posterior"].sizes["draw"]),  # kept (fewer if interrupted)
+            "draws_requested": int(draws),
+            "interruption": json.dumps(interruption) if interruption else "",
+            "nonfinite_transitions": nonfinite_transitions(tree["sample_stats"].dataset),
             "tune": int(tune),
-            "chains": int(chains),
+            "chains": int(tree["posterior"].sizes["chain"]),  # kept (fewer if interrupted)
             "target_accept": float(target_accept),
             "mass_matrix": mass_matrix,
             "max_treedepth": int(max_treedepth),
@@ -279,6 +322,8 @@ def fit(
         }
     )
     result = Fit(model=model, data=data, results=tree, built=built)
+    if interruption:
+        report_interruption(result, interruption, save_on_interrupt)
     if posterior_predictive:
         result.sample_posterior_predictive(random_seed=seed)
     if check:

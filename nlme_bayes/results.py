@@ -76,7 +76,18 @@ class Fit:
             "chains": a.get("chains"),
             "timings": json.loads(a.get("timings", "{}")),
             "versions": json.loads(a.get("versions", "{}")),
+            "interruption": json.loads(a["interruption"]) if a.get("interruption") else None,
+            "nonfinite_transitions": int(a.get("nonfinite_transitions", 0)),
         }
+
+    @property
+    def interrupted(self) -> bool:
+        """True when sampling was interrupted (Ctrl-C): the posterior holds the draws so far.
+
+        ``info["interruption"]`` then says how many draws each chain completed and which
+        were kept; see :func:`nlme_bayes.inference.fit`.
+        """
+        return bool(self.results.attrs.get("interruption"))
 
     def _ensure_built(self) -> Any:
         if self.built is None:

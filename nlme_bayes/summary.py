@@ -196,6 +196,34 @@ def _divergence_advice(fit: Any, flagged: pd.Series) -> list[str]:
     return out
 
 
+def _run_problems(fit: Any, n_div: int) -> tuple[list[str], list[str], int]:
+    """An interrupted run (a problem) and rejected non-finite proposals (a note), counted."""
+    import json
+
+    from .sampling_safety import nonfinite_transitions
+
+    problems, notes = [], []
+    attrs = fit.results.attrs
+    if attrs.get("interruption"):
+        info = json.loads(attrs["interruption"])
+        problems.append(
+            f"sampling was interrupted ({info['reason']}): {info['kept']} of "
+            f"{info['requested']} draws per chain kept; run the fit to the end before "
+            "reporting it"
+        )
+    n_bad = nonfinite_transitions(fit.results["sample_stats"].dataset)
+    if n_bad:
+        notes.append(
+            f"{n_bad} of the {n_div} divergent transitions stopped at a non-finite log "
+            "density (numerical overflow or underflow, e.g. exp(eta) overflowing or a "
+            "predicted concentration of 0 under proportional error); the sampler rejected "
+            "those proposals, so none of them is a draw. Many of them mean the sampler "
+            "wanders where the model cannot be evaluated: tighten the priors or give "
+            "typical= values nearer the posterior."
+        )
+    return problems, notes, n_bad
+
+
 def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> ConvergenceReport:
     """R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, with advice.
 
@@ -236,6 +264,8 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
         )
     n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     figures["divergences"] = n_div
+    problems_run, notes_run, figures["nonfinite_transitions"] = _run_problems(fit, n_div)
+    problems += problems_run
     div_table = divergence_association(fit)
     if n_div:
         problems.append(f"{n_div} divergent transitions")
@@ -286,7 +316,7 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
             )
     mcse = mcse_relative(fit)
     figures["max_mcse_rel"] = float(np.nanmax(mcse.to_numpy())) if mcse.size else 0.0
-    notes: list[str] = []
+    notes: list[str] = notes_run
     limit = DIAGNOSTIC_THRESHOLDS["mcse_rel"]
     over = [
         f"{q} ({row.idxmax()} {row.max():.0%})" for q, row in mcse.iterrows() if row.max() > limit

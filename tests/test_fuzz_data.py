@@ -267,7 +267,8 @@ def _check_error(error: DatasetError, columns: list[str]) -> None:
     """Every violation names its column (or the file's line), and its rows' subject IDs."""
     message = str(error)
     assert message.startswith("dataset "), message
-    known = {c.strip().upper() for c in columns} | {"COLUMNS", "COLUMN_MAP"}
+    known = {c.strip().strip('\ufeff"').strip().upper() for c in columns}
+    known |= {*STANDARD_COLUMNS, "COLUMNS", "COLUMN_MAP"}
     for line in error.violations:
         if line.startswith("dataset "):  # a fault of the file itself
             assert re.search(r"\bline \d|empty|no data rows|is (a|an|gzip) ", line), line
