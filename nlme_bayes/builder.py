@@ -36,6 +36,7 @@ import pytensor.tensor as pt
 from .errors import DatasetError, SpecificationError
 from .events import build_schedule, describe_rows
 from .events_types import EventSchedule
+from .preflight import check_specification
 from .spec import (
     Additive,
     Categorical,
@@ -289,6 +290,7 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         Add ``IPRED`` and ``PRED`` as deterministics (stored with each draw).
     """
     structure = model.structure
+    check_specification(model, data)  # before anything is built or compiled
     missing_cov = [c for c in model.covariate_names if c not in data.covariates]
     if missing_cov:
         raise SpecificationError(

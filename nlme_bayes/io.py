@@ -103,12 +103,27 @@ def save(fit: Any, path: str | os.PathLike) -> None:
     tree.attrs["nlme_bayes_format"] = FORMAT_VERSION
     tree = _stringify_coords(tree)
     tmp = f"{path}.tmp-{os.getpid()}"
-    tree.to_netcdf(tmp, engine="h5netcdf")
+    try:
+        tree.to_netcdf(tmp, engine="h5netcdf")
+    except BaseException:  # a failed or interrupted write leaves neither file nor temp file
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written results file
 
 
 def load(path: str | os.PathLike) -> Any:
     """Read a fit written by :meth:`Fit.save`.
+
+    The model comes back from JSON through a registry of nlme_bayes classes: nothing in the
+    file is executed or unpickled.
+
+    Raises
+    ------
+    NLMEError
+        The file does not exist, is a directory, is not NetCDF/HDF5 (e.g. a CSV), is
+        truncated or damaged, is a NetCDF file that nlme_bayes did not write, or was written
+        by a newer results format; the message says which.
 
     Examples
     --------
@@ -116,17 +131,60 @@ def load(path: str | os.PathLike) -> Any:
     >>> fit = nb.load("theophylline_fit.nc")  # doctest: +SKIP
     >>> fit.summary()  # doctest: +SKIP
     """
+    path = os.fspath(path)
+    tree = _open_results(path)
+    try:
+        return _fit_from_tree(tree)
+    except (KeyError, ValueError, TypeError) as exc:  # json, dtypes, specification
+        raise NLMEError(
+            f"load: {path!r} is damaged or was not written by nlme_bayes.save ({exc}); "
+            "write it again from the fit."
+        ) from exc
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _open_results(path: str) -> xr.DataTree:
+    """The file's tree, or an NLMEError saying why it is not a results file."""
+    if not os.path.exists(path):
+        raise NLMEError(f"load: no such file {path!r}.")
+    if os.path.isdir(path):
+        raise NLMEError(f"load: {path!r} is a directory, not a results file.")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head != _HDF5_SIGNATURE:
+        what = "it is empty" if not head else f"it starts with {head[:8]!r}"
+        raise NLMEError(
+            f"load: {path!r} is not an nlme_bayes results file (NetCDF/HDF5); {what}. "
+            "Data files are read with nlme_bayes.read_nonmem."
+        )
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as opened:
+            tree = opened.load().copy()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise NLMEError(
+            f"load: {path!r} could not be read ({exc}); it is truncated or damaged (e.g. a "
+            "copy that did not finish). Fit.save writes atomically, so the file it wrote is "
+            "complete: copy it again."
+        ) from exc
+    if "nlme_bayes_model" not in tree.attrs or DATA_GROUP not in tree.children:
+        raise NLMEError(f"load: {path!r} is not an nlme_bayes results file.")
+    version = int(tree.attrs.get("nlme_bayes_format", FORMAT_VERSION))
+    if version > FORMAT_VERSION:
+        raise NLMEError(
+            f"load: {path!r} has results format {version}, newer than this nlme_bayes reads "
+            f"({FORMAT_VERSION}); upgrade nlme_bayes."
+        )
+    return tree
+
+
+def _fit_from_tree(tree: xr.DataTree) -> Any:
+    """Records, model (JSON, never a pickle) and the ArviZ groups back into a Fit."""
     from .data import NonmemDataset
     from .model import Model
     from .results import Fit
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NLMEError(f"load: no such file {path!r}.")
-    with xr.open_datatree(path, engine="h5netcdf") as opened:
-        tree = opened.load().copy()
-    if "nlme_bayes_model" not in tree.attrs or DATA_GROUP not in tree.children:
-        raise NLMEError(f"load: {path!r} is not an nlme_bayes results file.")
     dsd = tree[DATA_GROUP].dataset
     records = _dataset_to_records(dsd)
     data = NonmemDataset.from_records(
