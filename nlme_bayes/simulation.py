@@ -11,6 +11,10 @@ leave-one-subject-out) and simulation share:
 - :func:`residual_sd`, :func:`obs_logpdf`, :func:`sample_dv`: the error model;
 - :func:`simulate_replicates`: replicated datasets (same design) from the posterior, with
   new subjects' random effects or the fitted ones.
+
+New subjects under any design and trial-style exposure summaries (:func:`simulate`,
+:func:`simulate_exposure`, ...) live in :mod:`nlme_bayes.trial_simulation` and are served
+from here as well.
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ class Predictor:
         self.names = tuple(structure.parameters)
         inputs = [pt.dvector(n) for n in self.names]
         out = structure.predict(dict(zip(self.names, inputs, strict=True)), schedule)
-        self._f = pytensor.function(inputs, out, mode=HELPER_MODE)
+        # on_unused_input: a schedule without dose-observation pairs predicts 0 everywhere
+        self._f = pytensor.function(inputs, out, mode=HELPER_MODE, on_unused_input="ignore")
 
     def __call__(self, params: dict[str, np.ndarray]) -> np.ndarray:
         arrays = [np.asarray(params[n], dtype=float) for n in self.names]
@@ -281,3 +286,21 @@ def observation_table(fit: Any) -> pd.DataFrame:
     from .events import build_schedule
 
     return build_schedule(fit.data, fit.model.structure)[1]
+
+
+#: Served from :mod:`nlme_bayes.trial_simulation` (``nb.simulation.simulate(...)`` works).
+_TRIAL_SIMULATION = (
+    "simulate",
+    "simulation_table",
+    "prediction_intervals",
+    "simulate_exposure",
+    "sigma_for_dvids",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRIAL_SIMULATION:
+        from . import trial_simulation
+
+        return getattr(trial_simulation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
