@@ -49,18 +49,19 @@ from .model import Model
 from .priors import Prior
 from .results import Fit
 from .spec import (
+    BLQ,
     Additive,
     Categorical,
     Combined,
     Exponential,
     Linear,
     LogAdditive,
+    Occasions,
     Omega,
     Parameter,
     Power,
     Proportional,
 )
-from .structural import OneCompartment, ThreeCompartment, TwoCompartment
 
 __all__ = [
     "__version__",
@@ -89,6 +90,8 @@ __all__ = [
     "Combined",
     "LogAdditive",
     "OneCompartment",
+    "Occasions",
+    "BLQ",
     "TwoCompartment",
     "ThreeCompartment",
     "Fit",

@@ -13,8 +13,16 @@ name                   dims                meaning
 ``CL``                 (subject)           individual parameter
 ``IPRED``, ``PRED``    (obs)               individual / population (eta = 0) prediction
 ``sigma_add`` ...      --                  residual error SDs (``sigma_prop``, ``sigma_log``)
-``DV``                 (obs)               the observed data (likelihood)
+``omega_iov``          (param_iov)         between-occasion SD of each parameter with IOV
+``kappa``              (subject_occasion,  inter-occasion random effects (``"ID/OCC"``
+                       param_iov)          labels); ``CL_occ`` (subject_occasion): the
+                                           parameter per occasion
+``DV``                 (obs)               the observed data (likelihood; censored
+                                           observations enter by ``Model(blq=...)``)
 =====================  ==================  ==============================================
+
+With inter-occasion variability, the individual parameter ``CL`` (subject) is the subject's
+value at ``kappa = 0``; predictions use ``CL_occ`` of each observation's occasion.
 
 Sampler internals -- non-centred offsets ``z_eta_*`` and packed Cholesky factors
 ``chol_omega_*`` -- are sampled but kept out of the user's posterior (group
@@ -24,6 +32,7 @@ Sampler internals -- non-centred offsets ``z_eta_*`` and packed Cholesky factors
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +42,13 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from .errors import DatasetError, SpecificationError
+from .censoring import CensoringInfo, censoring_info
+from .censoring import logp as censored_logp
+from .covariates import prepare
+from .errors import DatasetError, DatasetWarning, SpecificationError
 from .events import build_schedule, describe_rows
 from .events_types import EventSchedule
+from .occasions import OccasionDesign, occasion_design, unit_schedule
 from .preflight import check_specification
 from .spec import (
     Additive,
@@ -64,6 +77,11 @@ class BuiltModel:
     jitter_vars: tuple[str, ...]  # population-level free RVs: the only ones jittered at start
     initvals: dict[str, Any]
     covariates: pd.DataFrame
+    model: Any = None  # the model as built: data-derived covariate references resolved
+    data: Any = None  # the data as built: covariates imputed where the model asks for it
+    occasions: OccasionDesign | None = None
+    censoring: CensoringInfo | None = None
+    prediction_schedule: EventSchedule | None = None  # by (subject, occasion) with IOV
 
 
 def _error_models(model: Any, dvids: list[int]) -> dict[int, Any]:
@@ -248,7 +266,11 @@ def _residual_sd(err: Any, ipred: Any, dv_scale: float, suffix: str) -> tuple[An
 
 
 def _check_error_domain(
-    obs: pd.DataFrame, errs: dict[int, Any], schedule: EventSchedule, structure: Any
+    obs: pd.DataFrame,
+    errs: dict[int, Any],
+    schedule: EventSchedule,
+    structure: Any,
+    censored: np.ndarray | None = None,
 ) -> None:
     """Observations whose prediction is structurally 0 cannot have proportional/log error."""
     needs_positive_pred = {k for k, e in errs.items() if isinstance(e, (Proportional, LogAdditive))}
@@ -257,11 +279,18 @@ def _check_error_domain(
     in_scope = obs["DVID"].isin(needs_positive_pred).to_numpy()
     # A prediction is positive iff some dose precedes the observation by dt > 0 (oral/infusion
     # give 0 at dt = 0; a lag time can only make it later, which is checked at run time).
-    positive = np.zeros(len(obs), bool)
-    for route in ("iv_bolus", "iv_infusion", "oral", "oral_infusion"):
-        pairs = getattr(schedule, route)
-        ok = pairs.dt >= 0 if route == "iv_bolus" else pairs.dt > 0
-        positive[pairs.obs[ok]] = True
+    if not isinstance(schedule, EventSchedule):
+        # ODE / algebraic schedules answer for themselves (None: cannot tell, check at run time)
+        known = getattr(schedule, "structurally_positive", lambda _s: None)(structure)
+        if known is None:
+            return
+        positive = np.asarray(known, bool)
+    else:
+        positive = np.zeros(len(obs), bool)
+        for route in ("iv_bolus", "iv_infusion", "oral", "oral_infusion"):
+            pairs = getattr(schedule, route)
+            ok = pairs.dt >= 0 if route == "iv_bolus" else pairs.dt > 0
+            positive[pairs.obs[ok]] = True
     bad = in_scope & ~positive
     if bad.any():
         raise SpecificationError(
@@ -272,6 +301,8 @@ def _check_error_domain(
         )
     log_models = {k for k, e in errs.items() if isinstance(e, LogAdditive)}
     nonpos = obs["DVID"].isin(log_models).to_numpy() & (obs["DV"].to_numpy() <= 0)
+    if censored is not None:
+        nonpos &= ~censored  # a censored record's DV is replaced by its LLOQ
     if nonpos.any():
         raise DatasetError(
             f"DV: LogAdditive error needs DV > 0, but DV <= 0 at {describe_rows(obs[nonpos])}. "
@@ -290,20 +321,32 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         Add ``IPRED`` and ``PRED`` as deterministics (stored with each draw).
     """
     structure = model.structure
+    model, data = prepare(model, data)
     check_specification(model, data)  # before anything is built or compiled
-    missing_cov = [c for c in model.covariate_names if c not in data.covariates]
-    if missing_cov:
-        raise SpecificationError(
-            f"Model: covariate(s) {', '.join(missing_cov)} not in the data. Available covariates: "
-            f"{', '.join(sorted(data.covariates)) or '(none)'}."
-        )
     data_obs = data.observations()
     if len(data_obs) == 0:
         raise DatasetError("The dataset has no observation records (EVID=0, MDV=0) to fit.")
     dvids = sorted(pd.unique(data_obs["DVID"]).astype(int).tolist())
     errs = _error_models(model, dvids)
     schedule, obs = build_schedule(data, structure)
-    _check_error_domain(obs, errs, schedule, structure)
+    censoring = censoring_info(data, model.blq, obs)
+    _check_error_domain(
+        obs, errs, schedule, structure, None if censoring is None else censoring.censored
+    )
+    design = None
+    predict_schedule = schedule
+    if model.occasions is not None:
+        design = occasion_design(data, model.occasions, obs, schedule)
+        predict_schedule = unit_schedule(schedule, design)
+        if design.carry_over:
+            warnings.warn(
+                f"Occasions: {design.carry_over} dose contribution(s) to observations come from "
+                "an earlier occasion of the same subject and are computed with the later "
+                "occasion's parameters (see nlme_bayes.Occasions); separate occasions with a "
+                "reset record (EVID 3/4) when they are washed out.",
+                DatasetWarning,
+                stacklevel=2,
+            )
 
     cov_table = (
         data.covariate_table(
@@ -319,6 +362,9 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         "param": list(model.iiv_names),
         "param_bis": list(model.iiv_names),
     }
+    if design is not None:
+        coords["subject_occasion"] = list(design.labels)
+        coords["param_iov"] = list(model.iov_names)
     initvals: dict[str, Any] = {}
     with pm.Model(coords=coords, name="") as pm_model:
         for c in model.covariate_names:
@@ -368,12 +414,16 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
                 ind, popv = pt.exp(t + e), pt.exp(t)
             individual[p.name] = pm.Deterministic(p.name, ind, dims="subject")
             population[p.name] = popv
+        if design is not None:
+            individual, population = _occasion_parameters(
+                model, design, typical, eta, individual, population, offsets, initvals
+            )
 
         # --- structural model and residual error
-        ipred = structure.predict(individual, schedule)
+        ipred = structure.predict(individual, predict_schedule)
         if store_predictions:
             ipred = pm.Deterministic("IPRED", ipred, dims="obs")
-            pm.Deterministic("PRED", structure.predict(population, schedule), dims="obs")
+            pm.Deterministic("PRED", structure.predict(population, predict_schedule), dims="obs")
         dvid = obs["DVID"].to_numpy().astype(int)
         dv = obs["DV"].to_numpy(dtype=float)
         sd = pt.zeros(schedule.n_obs)
@@ -385,7 +435,9 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             suffix = "" if len(errs) == 1 else f"_DVID{k}"
             sd_k, is_log = _residual_sd(err, ipred, scale, suffix)
             sd = pt.where(mask, sd_k, sd) if len(errs) > 1 else sd_k
-        if is_log:
+        if censoring is not None:
+            _censored_likelihood(ipred, sd, is_log, censoring)
+        elif is_log:
             pm.LogNormal("DV", mu=pt.log(ipred), sigma=sd, observed=dv, dims="obs")
         else:
             pm.Normal("DV", mu=ipred, sigma=sd, observed=dv, dims="obs")
@@ -407,3 +459,82 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         initvals=initvals,
         covariates=cov_table,
     )
+        model=model,
+        data=data,
+        occasions=design,
+        censoring=censoring,
+        prediction_schedule=predict_schedule,
+
+
+def _occasion_parameters(
+    model: Any,
+    design: OccasionDesign,
+    typical: dict[str, Any],
+    eta: Any,
+    individual: dict[str, Any],
+    population: dict[str, Any],
+    offsets: list[str],
+    initvals: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-(subject, occasion) parameters ``P_ij = g^-1(t_i + eta_i + kappa_ij)``.
+
+    ``kappa = z * omega_iov`` (non-centred); one SD per parameter, independent kappas.
+    """
+    names = model.iov_names
+    sds = []
+    for n in names:
+        p = model.parameter(n)
+        prior = p.iov_prior or model.occasions.sd_prior
+        prior.validate(f"IOV prior of {n}")
+        sds.append(prior.to_pymc(f"omega_iov_{n}"))
+        initvals[f"omega_iov_{n}"] = 0.1
+    omega_iov = pm.Deterministic("omega_iov", pt.stack(sds), dims="param_iov")
+    z = pm.Normal("z_kappa", 0.0, 1.0, dims=("subject_occasion", "param_iov"))
+    offsets.append("z_kappa")
+    kappa = pm.Deterministic("kappa", z * omega_iov, dims=("subject_occasion", "param_iov"))
+    unit = design.unit_subject
+    per_unit: dict[str, Any] = {}
+    for p in model.parameters:
+        if not p.iov:
+            per_unit[p.name] = individual[p.name][unit]
+            continue
+        t = typical[p.name][unit]
+        e = eta[unit, model.iiv_names.index(p.name)] if p.iiv is not None else 0.0
+        x = t + e + kappa[:, names.index(p.name)]
+        if p.iiv == "normal":
+            value = x
+        elif p.iiv == "logit":
+            value = pt.sigmoid(x)
+        else:
+            value = pt.exp(x)
+        per_unit[p.name] = pm.Deterministic(f"{p.name}_occ", value, dims="subject_occasion")
+    return per_unit, {n: v[unit] for n, v in population.items()}
+
+
+def _censored_likelihood(ipred: Any, sd: Any, is_log: bool, info: CensoringInfo) -> Any:
+    """``DV`` with censored observations (M3/M4/M1), as one observed variable over ``obs``."""
+    lloq = np.where(np.isfinite(info.lloq), info.lloq, -np.inf)
+    method = info.method
+
+    def logp(value: Any, mu: Any, sigma: Any) -> Any:
+        return censored_logp(value, mu, sigma, is_log, info)
+
+    def random(mu: Any, sigma: Any, rng: Any = None, size: Any = None) -> Any:
+        """Replicated DV: values below their LLOQ are reported at the LLOQ (censored)."""
+        from scipy.special import ndtr, ndtri
+
+        rng = rng if rng is not None else np.random.default_rng()
+        mu = np.asarray(mu, dtype=float)
+        sigma = np.asarray(sigma, dtype=float)
+        shape = size if size is not None else np.broadcast_shapes(mu.shape, sigma.shape)
+        if is_log:
+            y = np.exp(np.log(mu) + sigma * rng.standard_normal(shape))
+        elif method == "M4":  # positive by nature: a normal truncated at 0
+            p0 = ndtr(-mu / sigma)
+            u = p0 + (1 - p0) * rng.uniform(size=shape)
+            y = mu + sigma * ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+        else:
+            y = mu + sigma * rng.standard_normal(shape)
+        return np.where(y < lloq, lloq, y)
+
+    return pm.CustomDist("DV", ipred, sd, logp=logp, random=random, observed=info.dv, dims="obs")

@@ -193,6 +193,7 @@ def fit(
 
     t0 = time.perf_counter()
     built = build(model, data, store_predictions=store_predictions)
+    model, data = built.model, built.data  # covariate references resolved / imputed, if asked
     t_build = time.perf_counter() - t0
     pm_model = built.pm_model
     _check_initial_point(built)

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, logsumexp
 
+from .censoring import logpdf_numpy
 from .errors import SpecificationError
 from .events_types import DosePairs, EventSchedule
 from .simulation import (
@@ -442,14 +443,24 @@ class _Integrator:
     def __init__(self, model: Any, data: Any, *, tile_obs: int = 20_000) -> None:
         from .events import build_schedule
 
+        from .censoring import censoring_info
         self.model = model
         schedule, obs = build_schedule(data, model.structure)
         self.subject_ids = tuple(data.subject_ids)
+        if getattr(model, "occasions", None) is not None:
+            raise SpecificationError(
+                "The marginal likelihood (ML estimation, integrated leave-one-subject-out) "
+                "does not integrate inter-occasion random effects (kappa) yet; compare "
+                "IOV models with PSIS-LOO over observations (nlme_bayes.comparison.loo)."
+            )
         self.n_sub = schedule.n_subjects
         self.n_obs = schedule.n_obs
         self.dv = obs["DV"].to_numpy(dtype=float)
         self.dvid = obs["DVID"].to_numpy().astype(int)
+        self.censoring = censoring_info(data, getattr(model, "blq", None), obs)
         self.sigma_names = _sigma_names(model, self.dvid)
+        if self.censoring is not None:  # M3/M4/M1 likelihood, as in the PyMC model
+            self.dv = self.censoring.dv
         self.t = max(1, tile_obs // max(self.n_obs, 1))
         self.predictor = Predictor(model.structure, _tile(schedule, self.t))
         subj = schedule.obs_subject
@@ -487,7 +498,10 @@ class _Integrator:
                 ipred = self.predictor(arrs).reshape(n_calls * per_call, self.n_obs)[: b - a]
                 sig = {n: np.asarray(sigma[n][a:b], dtype=float) for n in self.sigma_names}
                 sd, is_log = residual_sd(self.model, ipred, self.dvid, sig)
-                lp = obs_logpdf(self.dv, ipred, sd, is_log)
+                if self.censoring is None:
+                    lp = obs_logpdf(self.dv, ipred, sd, is_log)
+                else:
+                    lp = logpdf_numpy(self.dv, ipred, sd, is_log, self.censoring)
             out[a:b] = self._by_subject(lp)
         return np.where(np.isnan(out), -np.inf, out)
 

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import SpecificationError
 from .spec import (
+    BLQ,
     Additive,
     Combined,
     ErrorModel,
     LogAdditive,
+    Occasions,
     Omega,
     Parameter,
     Proportional,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["Model"]
 
 _ERROR_CLASSES = (Additive, Proportional, Combined, LogAdditive)
+#: How a missing covariate value may be imputed, on request only (``impute_covariates=``).
+IMPUTATION_RULES = ("mean", "median", "mode")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,18 @@ class Model:
         The closed-form models need one covariate value per subject. ``"error"`` (default)
         refuses a covariate that changes within a subject, naming the rows; ``"baseline"``
         uses each subject's first-record value -- explicitly, never silently.
+    occasions : Occasions, optional
+        Where occasions come from, for parameters with ``iov=True`` (inter-occasion
+        variability): an ``OCC`` column or the dose records.
+    blq : BLQ, optional
+        How observations below the limit of quantification enter the likelihood (M3, M4 or
+        M1). Required when the data flag censored observations (``BLQ``/``CENS`` column):
+        they are never used as if quantified.
+    impute_covariates : mapping of covariate name to {"median", "mean", "mode"}
+        Missing covariate values are an error naming the rows, unless imputed here on
+        request: a subject's missing value is filled from its own other records (the first
+        value given), and otherwise with the median/mean/mode of the other subjects' values,
+        with a :class:`~nlme_bayes.errors.DatasetWarning` naming the subjects and values.
 
     Examples
     --------
@@ -79,6 +95,9 @@ class Model:
     error: ErrorModel | Mapping[int, ErrorModel] = field(default_factory=Additive)
     name: str = "model"
     time_varying_covariates: Literal["error", "baseline"] = "error"
+    occasions: Occasions | None = None
+    blq: BLQ | None = None
+    impute_covariates: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.time_varying_covariates not in ("error", "baseline"):
@@ -150,6 +169,40 @@ class Model:
                 f"Model: error must be one of Additive, Combined, LogAdditive, Proportional "
                 f"(or a dict DVID -> error model), got {errors!r}."
             )
+        self._check_iov_blq_imputation()
+
+    def _check_iov_blq_imputation(self) -> None:
+        iov = self.iov_names
+        if self.occasions is not None and not isinstance(self.occasions, Occasions):
+            raise SpecificationError(
+                f"Model: occasions must be an nlme_bayes.Occasions, got {self.occasions!r}."
+            )
+        if iov and self.occasions is None:
+            raise SpecificationError(
+                f"Model: parameter(s) {', '.join(iov)} have iov=True but the model has no "
+                "occasions; add occasions=Occasions(column='OCC') (or Occasions(from_doses=True))."
+            )
+        if self.occasions is not None and not iov:
+            raise SpecificationError(
+                "Model: occasions are given but no parameter has iov=True; set "
+                "Parameter(..., iov=True) on the parameters that vary between occasions."
+            )
+        if self.blq is not None and not isinstance(self.blq, BLQ):
+            raise SpecificationError(f"Model: blq must be an nlme_bayes.BLQ, got {self.blq!r}.")
+        rules = dict(self.impute_covariates or {})
+        object.__setattr__(self, "impute_covariates", rules)
+        unknown = sorted(set(rules) - set(self.covariate_names))
+        if unknown:
+            raise SpecificationError(
+                f"Model: impute_covariates names {', '.join(map(repr, unknown))}, which the model "
+                f"does not use; its covariates are {', '.join(self.covariate_names) or '(none)'}."
+            )
+        for name, rule in rules.items():
+            if rule not in IMPUTATION_RULES:
+                raise SpecificationError(
+                    f"Model: impute_covariates[{name!r}]={rule!r} is not valid; choose one of "
+                    f"{', '.join(repr(r) for r in IMPUTATION_RULES)}."
+                )
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -168,6 +221,11 @@ class Model:
         raise SpecificationError(
             f"Model: no parameter {name!r}; parameters are {', '.join(self.parameter_names)}."
         )
+
+    @property
+    def iov_names(self) -> tuple[str, ...]:
+        """Parameters with inter-occasion variability, in model order."""
+        return tuple(p.name for p in self.parameters if p.iov)
 
     @property
     def covariate_names(self) -> tuple[str, ...]:
@@ -189,6 +247,31 @@ class Model:
             parameters=tuple(parameter if p.name == parameter.name else p for p in self.parameters)
         )
 
+    def with_priors(self, priors: Mapping[str, Any]) -> Model:
+        """A copy with priors set by posterior name (``CL_pop``, ``omega_CL``, ``sigma_prop``).
+
+        See :func:`nlme_bayes.informed_priors.apply_priors`; priors from a previous fit come
+        from :func:`nlme_bayes.informed_priors.priors_from_fit`.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import pheno_model
+        >>> m = pheno_model().with_priors({"V_pop": nb.Prior.typical(0.96, cv=15)})
+        >>> m.parameter("V").prior
+        Prior('LogNormal', mu=-0.040822, sigma=0.149166)
+        """
+        from .informed_priors import apply_priors
+
+        return apply_priors(self, priors)
+
+    def prior_predictive(self, data: NonmemDataset, **kwargs: Any) -> Any:
+        """Simulate from the priors on ``data``'s design; see
+        :func:`nlme_bayes.prior_predictive.prior_predictive`."""
+        from .prior_predictive import prior_predictive
+
+        return prior_predictive(self, data, **kwargs)
+
     # ------------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict[str, Any]:
         return spec_to_dict(self)
@@ -196,8 +279,10 @@ class Model:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Model:
         from . import structural
+        from .structural.algebraic import Algebraic
 
         registry = {name: getattr(structural, name) for name in structural.__all__}
+        registry["Algebraic"] = Algebraic
         registry["Model"] = cls
         out = spec_from_dict(dict(d), registry)
         if not isinstance(out, Model):
@@ -225,10 +310,17 @@ class Model:
                 f"  {p.name:<6} prior {p.effective_prior!r}"
                 + (f"  IIV {p.iiv}{' (centered)' if p.centered else ''}" if p.iiv else "")
                 + (f"  covariates: {cov}" if cov else "")
+                + ("  IOV" if p.iov else "")
                 + ("  FIXED" if p.fixed else "")
             )
         lines.append(
             f"  Omega blocks: {self.omega.resolve(self.iiv_names)}  LKJ({self.omega.lkj_eta})"
         )
         lines.append(f"  error: {self.error!r}")
+        if self.occasions is not None:
+            lines.append(f"  occasions: {self.occasions!r}")
+        if self.blq is not None:
+            lines.append(f"  censoring: {self.blq!r}")
+        if self.impute_covariates:
+            lines.append(f"  imputed covariates: {self.impute_covariates!r}")
         return "\n".join(lines)

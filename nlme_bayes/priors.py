@@ -173,6 +173,122 @@ class Prior:
                 "outside their domain (a scale must be > 0)."
             )
 
+    # ------------------------------------------------------------------ pharmacometric terms
+    @classmethod
+    def typical(cls, value: float, cv: float, *, scale: str = "log") -> Prior:
+        """Prior of a typical value from a literature estimate and its CV (in %).
+
+        ``scale="log"`` (default, for positive parameters): ``LogNormal`` with median
+        ``value`` and coefficient of variation ``cv`` %, i.e. ``mu = log(value)`` and
+        ``sigma = sqrt(log(1 + (cv/100)**2))``. ``scale="normal"``: ``Normal(value,
+        |value|*cv/100)``. ``scale="logit"`` (fractions, e.g. ``F``): ``LogitNormal`` with
+        median ``value`` and ``sigma`` as for the log scale.
+
+        Examples
+        --------
+        >>> p = Prior.typical(0.04, cv=30)
+        >>> p
+        Prior('LogNormal', mu=-3.21888, sigma=0.29356)
+        >>> print(p.describe())
+        LogNormal(mu=-3.21888, sigma=0.29356): median 0.04, CV 30 %, 95 % interval [0.0225, 0.0711]
+        """
+        _positive(cv, "cv")
+        sigma = math.sqrt(math.log1p((cv / 100.0) ** 2))
+        if scale == "log":
+            _positive(value, "value")
+            return cls("LogNormal", mu=_r(math.log(value)), sigma=_r(sigma))
+        if scale == "normal":
+            return cls("Normal", mu=float(value), sigma=_r(abs(value) * cv / 100.0 or cv / 100.0))
+        if scale == "logit":
+            if not 0 < value < 1:
+                raise SpecificationError(
+                    f"Prior.typical: a logit-scale value must be in (0, 1), got {value}."
+                )
+            return cls("LogitNormal", mu=_r(math.log(value / (1 - value))), sigma=_r(sigma))
+        raise SpecificationError(
+            f"Prior.typical: scale={scale!r} is not valid; choose 'log', 'logit' or 'normal'."
+        )
+
+    @classmethod
+    def interval(cls, lower: float, upper: float, *, prob: float = 0.95) -> Prior:
+        """``LogNormal`` whose central ``prob`` interval is ``[lower, upper]`` (both > 0).
+
+        Examples
+        --------
+        >>> Prior.interval(1.0, 100.0).describe().split(":")[1].strip()
+        'median 10, CV 172 %, 95 % interval [1, 100]'
+        """
+        from scipy.stats import norm
+
+        _positive(lower, "lower")
+        if not upper > lower:
+            raise SpecificationError(
+                f"Prior.interval: upper must exceed lower, got {lower}, {upper}."
+            )
+        if not 0 < prob < 1:
+            raise SpecificationError(f"Prior.interval: prob must be in (0, 1), got {prob}.")
+        z = float(norm.ppf(0.5 + prob / 2))
+        mu = 0.5 * (math.log(lower) + math.log(upper))
+        return cls("LogNormal", mu=_r(mu), sigma=_r((math.log(upper) - math.log(lower)) / (2 * z)))
+
+    @classmethod
+    def omega(cls, cv: float, *, uncertainty: float = 50.0) -> Prior:
+        """Prior of the SD of a log-normal random effect from an expected IIV of ``cv`` %.
+
+        ``LogNormal`` centred (median) on ``omega = sqrt(log(1 + (cv/100)**2))`` with a CV of
+        ``uncertainty`` % about it (50 % puts 95 % of the mass within a factor ~2.5).
+
+        Examples
+        --------
+        >>> print(Prior.omega(30).describe())
+        LogNormal(mu=-1.22567, sigma=0.472381): median 0.294, CV 50 %, 95 % interval [0.116, 0.741]
+        """
+        _positive(cv, "cv")
+        _positive(uncertainty, "uncertainty")
+        om = math.sqrt(math.log1p((cv / 100.0) ** 2))
+        sigma = math.sqrt(math.log1p((uncertainty / 100.0) ** 2))
+        return cls("LogNormal", mu=_r(math.log(om)), sigma=_r(sigma))
+
+    def describe(self, prob: float = 0.95) -> str:
+        """This prior in plain terms: median, CV or SD, and the central ``prob`` interval.
+
+        Examples
+        --------
+        >>> print(Prior("HalfNormal", sigma=1.0).describe())
+        HalfNormal(sigma=1.0): median 0.674, 95 % interval [0.0313, 2.24]
+        >>> print(Prior("HalfStudentT", nu=3, sigma=2.5).describe())
+        HalfStudentT(nu=3, sigma=2.5): median 1.91, 95 % interval [0.085, 10.4]
+        """
+        import numpy as np
+        from scipy import stats
+
+        k = self.kwargs
+        head = f"{self.dist}({', '.join(f'{a}={b!r}' for a, b in self.params)})"
+        lo_p, hi_p = (1 - prob) / 2, (1 + prob) / 2
+        label = f"{prob:.0%}".replace("%", " %")
+        if self.dist == "LogNormal":
+            mu, sigma = float(k.get("mu", 0.0)), float(k["sigma"])
+            dist = stats.lognorm(s=sigma, scale=math.exp(mu))
+            cv = 100 * math.sqrt(math.expm1(sigma**2))
+            lo, hi = dist.ppf([lo_p, hi_p])
+            interval = f"{label} interval [{_g(lo)}, {_g(hi)}]"
+            return f"{head}: median {_g(dist.median())}, CV {cv:.0f} %, {interval}"
+        if self.dist == "Normal":
+            mu, sigma = float(k.get("mu", 0.0)), float(k["sigma"])
+            lo, hi = stats.norm(mu, sigma).ppf([lo_p, hi_p])
+            return f"{head}: mean {_g(mu)}, SD {_g(sigma)}, {label} interval [{_g(lo)}, {_g(hi)}]"
+        if self.dist in ("HalfNormal", "HalfStudentT"):  # |X|: quantile q of |X| is X's (1+q)/2
+            base = stats.norm() if self.dist == "HalfNormal" else stats.t(float(k["nu"]))
+            sc = float(k.get("sigma", 1.0))
+            lo, med, hi = (sc * base.ppf(0.5 + q / 2) for q in (lo_p, 0.5, hi_p))
+            return f"{head}: median {_g(med)}, {label} interval [{_g(lo)}, {_g(hi)}]"
+        # anything else: quantiles of draws
+        import pymc as pm
+
+        x = np.asarray(pm.draw(self.dist_pymc(), draws=20000, random_seed=0), dtype=float)
+        lo, med, hi = np.quantile(x, [lo_p, 0.5, hi_p])
+        return f"{head}: median {_g(med)}, {label} interval [{_g(lo)}, {_g(hi)}]"
+
     def to_pymc(self, name: str, **kwargs: Any) -> Any:
         """Create the PyMC random variable ``name`` (inside a model context).
 
@@ -197,3 +313,18 @@ class Prior:
         True
         """
         return self.pymc_class().dist(**self.kwargs, **kwargs)
+
+
+def _positive(value: Any, what: str) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0:
+        raise SpecificationError(f"Prior: {what} must be a positive number, got {value!r}.")
+
+
+def _r(x: float) -> float:
+    """Rounded to 6 significant digits: readable reprs, exact enough for a prior."""
+    return float(f"{x:.6g}")
+
+
+def _g(x: float) -> str:
+    return f"{float(x):.3g}"

@@ -165,7 +165,9 @@ class Fit:
         """Per observation: ``ID, TIME, DVID, DV, PRED, IPRED, IWRES`` (posterior ``point``).
 
         ``IWRES = (DV - IPRED) / sd`` with the residual SD at the posterior point estimate
-        of IPRED and sigma (a plug-in residual, as NONMEM reports it).
+        of IPRED and sigma (a plug-in residual, as NONMEM reports it). With censoring
+        (``Model(blq=...)``) also ``BLQ`` and ``LLOQ``; a censored observation has no IWRES
+        (NaN) and its ``DV`` is its LLOQ.
 
         Examples
         --------
@@ -187,6 +189,11 @@ class Fit:
             out["PRED"] = agg(post["PRED"]).values
             out["IPRED"] = agg(post["IPRED"]).values
         out["IWRES"] = self._iwres(out, agg)
+        info = self._ensure_built().censoring
+        if info is not None:  # censored: DV is the LLOQ; no residual is defined
+            out["BLQ"] = info.censored
+            out["LLOQ"] = info.lloq
+            out.loc[info.censored, "IWRES"] = np.nan
         return out
 
     def _iwres(self, out: pd.DataFrame, agg: Any) -> np.ndarray:

@@ -229,6 +229,7 @@ def simulate_replicates(
     *,
     n_draws: int = 200,
     new_subjects: bool = True,
+    new_occasions: bool | None = None,
     random_seed: int = 0,
 ) -> xr.Dataset:
     """Replicate the study design from ``n_draws`` posterior draws.
@@ -236,6 +237,10 @@ def simulate_replicates(
     For each draw: new subjects' random effects ``eta ~ N(0, Omega_draw)`` (default; what a
     VPC needs) or the fitted etas (``new_subjects=False``; a posterior predictive check of
     these subjects), individual predictions, and residual noise.
+
+    With inter-occasion variability, ``new_occasions`` (default: as ``new_subjects``) draws
+    new ``kappa ~ N(0, omega_iov)`` for every occasion, else the fitted ones are kept:
+    ``new_subjects=False, new_occasions=True`` simulates the fitted subjects on new occasions.
 
     Returns
     -------
@@ -257,8 +262,17 @@ def simulate_replicates(
     else:
         eta = draws.eta
     params = apply_iiv(fit.model, draws.typical, eta)
+    typical = draws.typical
+    if getattr(fit.model, "occasions", None) is not None:
+        from . import occasions as occ
+
+        design = occ.occasion_design(fit.data, fit.model.occasions, obs, schedule)
+        new = new_subjects if new_occasions is None else new_occasions
+        kappa = occ.occasion_draws(fit, draws.index, new_occasions=new, rng=rng)
+        params, typical = occ.unit_parameters(fit.model, design, draws.typical, eta, kappa)
+        predictor = Predictor(fit.model.structure, occ.unit_schedule(schedule, design))
     ipred = predictor(params)
-    pred = predictor(draws.typical)
+    pred = predictor(typical)
     dvid = obs["DVID"].to_numpy().astype(int)
     sd, is_log = residual_sd(fit.model, ipred, dvid, draws.sigma)
     dv_sim = sample_dv(ipred, sd, is_log, rng)
@@ -277,7 +291,11 @@ def simulate_replicates(
             "DV": ("obs", obs["DV"].to_numpy(dtype=float)),
         },
         coords=coords,
-        attrs={"new_subjects": int(bool(new_subjects)), "random_seed": random_seed},
+        attrs={
+            "new_subjects": int(bool(new_subjects)),
+            "new_occasions": int(bool(new_subjects if new_occasions is None else new_occasions)),
+            "random_seed": random_seed,
+        },
     )
 
 

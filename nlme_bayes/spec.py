@@ -26,11 +26,39 @@ __all__ = [
     "Proportional",
     "Combined",
     "LogAdditive",
+    "BLQ",
+    "Occasions",
     "spec_to_dict",
     "spec_from_dict",
 ]
 
 IIV_KINDS = ("lognormal", "normal", "logit")
+#: Data-derived covariate references (resolved on the fitted data, then stored as numbers).
+REFERENCE_RULES = ("mean", "median")
+
+
+def _check_reference(effect: str, covariate: str, reference: Any, *, positive: bool) -> Any:
+    """A finite number (> 0 for ``positive``), or one of :data:`REFERENCE_RULES`."""
+    if isinstance(reference, str):
+        if reference not in REFERENCE_RULES:
+            raise SpecificationError(
+                f"{effect}({covariate!r}): reference={reference!r} is not valid; give a number "
+                f"or one of {', '.join(repr(r) for r in REFERENCE_RULES)} (computed on the "
+                "subjects' values of the fitted data and stored in the fitted model)."
+            )
+        return reference
+    ok = (
+        isinstance(reference, (int, float))
+        and not isinstance(reference, bool)
+        and math.isfinite(reference)
+    )
+    if not ok or (positive and reference <= 0):
+        what = "a positive number" if positive else "a finite number"
+        raise SpecificationError(
+            f"{effect}({covariate!r}): reference must be {what} or one of "
+            f"{', '.join(repr(r) for r in REFERENCE_RULES)}, got {reference!r}."
+        )
+    return float(reference)
 
 
 def _as_prior_or_float(value: Any, what: str) -> Prior | float:
@@ -48,8 +76,13 @@ def _as_prior_or_float(value: Any, what: str) -> Prior | float:
 class Power:
     """Power covariate effect: ``P_typ *= (COV / reference) ** exponent``.
 
-    The allometric ``(WT/70)**0.75`` is ``Power("WT", reference=70, exponent=0.75)``;
-    give ``exponent=Prior(...)`` to estimate it.
+    The allometric ``(WT/70)**0.75`` is ``Power("WT", reference=70, exponent=0.75)``
+    (the exponent fixed, NONMEM's ``FIX``); give ``exponent=Prior(...)`` to estimate it.
+
+    The covariate is normalised by ``reference`` and by nothing else: a number, or
+    ``"median"`` / ``"mean"`` of the subjects' values in the fitted data -- resolved when
+    the model is fitted and stored as that number in the fit's model (``fit.model``), so
+    that the reference is always visible and a saved fit predicts new subjects the same way.
 
     Examples
     --------
@@ -58,19 +91,17 @@ class Power:
     Power(covariate='WT', reference=70.0, exponent=0.75)
     >>> Power("WT", reference=70, exponent=Prior("Normal", mu=0.75, sigma=0.25)).estimated
     True
+    >>> Power("WT", reference="median").reference
+    'median'
     """
 
     covariate: str
-    reference: float
+    reference: float | str
     exponent: Prior | float = 0.75
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.reference, (int, float)) and self.reference > 0):
-            raise SpecificationError(
-                f"Power({self.covariate!r}): reference must be a positive number, "
-                f"got {self.reference!r}."
-            )
-        object.__setattr__(self, "reference", float(self.reference))
+        ref = _check_reference("Power", self.covariate, self.reference, positive=True)
+        object.__setattr__(self, "reference", ref)
         object.__setattr__(
             self,
             "exponent",
@@ -91,11 +122,12 @@ class _CoefficientEffect:
     """Shared fields of the effects with one coefficient on ``COV - reference``."""
 
     covariate: str
-    reference: float = 0.0
+    reference: float | str = 0.0
     coefficient: Prior | float = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=1.0))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reference", float(self.reference))
+        ref = _check_reference(type(self).__name__, self.covariate, self.reference, positive=False)
+        object.__setattr__(self, "reference", ref)
         what = f"{type(self).__name__}({self.covariate!r}).coefficient"
         object.__setattr__(self, "coefficient", _as_prior_or_float(self.coefficient, what))
 
@@ -107,6 +139,10 @@ class _CoefficientEffect:
 @dataclass(frozen=True)
 class Exponential(_CoefficientEffect):
     """Exponential covariate effect: ``P_typ *= exp(coefficient * (COV - reference))``.
+
+    ``reference`` centres the covariate: a number (default 0, i.e. not centred), or
+    ``"median"`` / ``"mean"`` of the subjects' values, resolved on the fitted data and
+    stored as a number in the fit's model.
 
     Examples
     --------
@@ -122,7 +158,14 @@ class Linear(_CoefficientEffect):
 
     The pheno model's ``V = θ2·WT·(1 + θ3·[APGAR<5])`` uses
     ``Linear("APGAR_LT5", reference=0)`` for θ3.  The factor must stay positive; a draw
-    where it does not has zero posterior density.
+    where it does not has zero posterior density. ``reference`` centres the covariate as
+    for :class:`Exponential`.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Linear
+    >>> Linear("CRCL", reference="median", coefficient=0.01).reference
+    'median'
     """
 
 
@@ -182,6 +225,13 @@ class Parameter:
         Prior of this random effect's SD (default from :class:`Omega`).
     fixed : bool
         Fix the typical value at ``typical`` (NONMEM's ``FIX``).
+    iov : bool
+        Inter-occasion variability: ``P_ij = P_typ·exp(eta_i + kappa_ij)`` for occasion ``j``
+        of subject ``i`` (on the scale of ``iiv``), ``kappa_ij ~ N(0, omega_iov)``, sampled
+        non-centred. Needs ``Model(occasions=Occasions(...))``.
+    iov_prior : Prior, optional
+        Prior of this parameter's between-occasion SD ``omega_iov`` (default from
+        :class:`Occasions`).
 
     Examples
     --------
@@ -189,6 +239,8 @@ class Parameter:
     >>> p = Parameter("CL", typical=0.04, covariates=(Power("WT", reference=70),))
     >>> p.iiv, p.centered
     ('lognormal', False)
+    >>> Parameter("CL", typical=0.04, iov=True).iov
+    True
     """
 
     name: str
@@ -199,6 +251,8 @@ class Parameter:
     centered: bool = False
     omega_prior: Prior | None = None
     fixed: bool = False
+    iov: bool = False
+    iov_prior: Prior | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -245,6 +299,19 @@ class Parameter:
                     + ", ".join(sorted(_COVARIATE_TYPES))
                 )
         object.__setattr__(self, "covariates", covs)
+        if not isinstance(self.iov, bool):
+            raise SpecificationError(f"Parameter {self.name}: iov must be True or False.")
+        if self.iov_prior is not None:
+            if not isinstance(self.iov_prior, Prior):
+                raise SpecificationError(
+                    f"Parameter {self.name}: iov_prior must be a nlme_bayes.Prior, "
+                    f"got {self.iov_prior!r}."
+                )
+            if not self.iov:
+                raise SpecificationError(
+                    f"Parameter {self.name}: iov_prior is given but iov=False; set iov=True "
+                    "to give this parameter inter-occasion variability."
+                )
 
     @property
     def effective_prior(self) -> Prior:
@@ -372,6 +439,123 @@ ErrorModel = Additive | Proportional | Combined | LogAdditive
 _ERROR_TYPES = {c.__name__: c for c in (Additive, Proportional, Combined, LogAdditive)}
 
 
+# --------------------------------------------------------------------------- occasions (IOV)
+@dataclass(frozen=True)
+class Occasions:
+    """Where the occasions of inter-occasion variability (IOV) come from.
+
+    Parameters
+    ----------
+    column : str, optional
+        A data column (default ``"OCC"``) holding each record's occasion (numbers or text);
+        every observation record needs a value.
+    from_doses : bool
+        Instead of a column: every dose record of the source data (``EVID`` 1 or 4; the
+        doses implied by ``ADDL`` do not count) starts a new occasion; observations before
+        a subject's first dose belong to its first occasion.
+    sd_prior : Prior
+        Default prior of each between-occasion SD ``omega_iov`` (log scale for log-normal
+        parameters): ``HalfNormal(0.5)``, i.e. most mass below ~100 % CV.
+
+    Notes
+    -----
+    The closed-form models predict each observation with the parameters of its occasion
+    applied to the whole dosing history of its subject (up to the last reset). This is exact
+    when occasions are separated by a reset record (``EVID`` 3/4) or by a complete washout,
+    as in crossover studies. When doses of an earlier occasion still contribute, their
+    contribution is computed with the later occasion's parameters (NONMEM would switch the
+    parameters at the boundary); the build then warns with the number of such dose
+    contributions.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Occasions
+    >>> Occasions().column, Occasions(from_doses=True).column
+    ('OCC', None)
+    """
+
+    column: str | None = "OCC"
+    from_doses: bool = False
+    sd_prior: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.5))
+
+    def __post_init__(self) -> None:
+        if self.from_doses and self.column == "OCC":
+            object.__setattr__(self, "column", None)
+        if self.from_doses and self.column is not None:
+            raise SpecificationError(
+                f"Occasions: give either column={self.column!r} or from_doses=True, not both."
+            )
+        if not self.from_doses and not (isinstance(self.column, str) and self.column):
+            raise SpecificationError(
+                "Occasions: name the occasion column (column='OCC') or derive the occasions "
+                "from the doses (from_doses=True)."
+            )
+        if not isinstance(self.sd_prior, Prior):
+            raise SpecificationError(f"Occasions: sd_prior must be a Prior, got {self.sd_prior!r}.")
+
+
+# --------------------------------------------------------------------------- censoring (BLQ)
+BLQ_METHODS = ("M1", "M3", "M4")
+
+
+@dataclass(frozen=True)
+class BLQ:
+    """How observations below the lower limit of quantification (LLOQ) enter the likelihood.
+
+    Parameters
+    ----------
+    method : {"M3", "M4", "M1"}
+        ``"M3"`` (Beal 2001): a censored observation contributes the probability mass below
+        its LLOQ, ``P(DV < LLOQ)``. ``"M4"``: for quantities that are positive by nature,
+        every observation is conditioned on ``DV > 0``: ``P(0 < DV < LLOQ) / P(DV > 0)`` for
+        a censored one, ``p(DV) / P(DV > 0)`` for the others (with ``LogAdditive`` error DV
+        is positive anyway and M4 equals M3). ``"M1"``: censored observations are dropped
+        from the likelihood (they stay in the records, so diagnostics and the VPC still show
+        them as BLQ). Works with every error model.
+    lloq : float or "DV", optional
+        The LLOQ of every observation without a value in the ``LLOQ`` column: a number in
+        DV units, or ``"DV"`` when the DV of each censored record holds its LLOQ (Monolix's
+        convention). Without it, the data need an ``LLOQ`` column.
+    flag : str, optional
+        The censoring flag column (1 = below the LLOQ, 0 = quantified). Default: ``BLQ`` or
+        ``CENS``, whichever the data have. Without a flag column an observation is censored
+        when its ``DV < LLOQ``.
+    lloq_column : str
+        The column holding each record's LLOQ (used where it has a value).
+
+    Examples
+    --------
+    >>> from nlme_bayes import BLQ
+    >>> BLQ("M3", lloq=0.1)
+    BLQ(method='M3', lloq=0.1, flag=None, lloq_column='LLOQ')
+    """
+
+    method: Literal["M1", "M3", "M4"] = "M3"
+    lloq: float | str | None = None
+    flag: str | None = None
+    lloq_column: str = "LLOQ"
+
+    def __post_init__(self) -> None:
+        if self.method not in BLQ_METHODS:
+            raise SpecificationError(
+                f"BLQ: method={self.method!r} is not valid; choose one of "
+                f"{', '.join(repr(m) for m in BLQ_METHODS)}."
+            )
+        if isinstance(self.lloq, str):
+            if self.lloq != "DV":
+                raise SpecificationError(
+                    f"BLQ: lloq={self.lloq!r} is not valid; give a positive number (DV units) "
+                    "or 'DV' (the DV of each censored record is its LLOQ)."
+                )
+        elif self.lloq is not None:
+            ok = isinstance(self.lloq, (int, float)) and not isinstance(self.lloq, bool)
+            if not ok or not math.isfinite(self.lloq) or self.lloq <= 0:
+                raise SpecificationError(
+                    f"BLQ: lloq must be a positive number (DV units) or 'DV', got {self.lloq!r}."
+                )
+            object.__setattr__(self, "lloq", float(self.lloq))
+
+
 # --------------------------------------------------------------------------- (de)serialisation
 def spec_to_dict(obj: Any) -> Any:
     """Plain-JSON representation of any spec object (recursively)."""
@@ -417,3 +601,4 @@ def _registry() -> dict[str, type]:
     reg.update(_COVARIATE_TYPES)
     reg.update(_ERROR_TYPES)
     return reg
+    reg.update({"Occasions": Occasions, "BLQ": BLQ})

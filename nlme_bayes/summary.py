@@ -2,7 +2,8 @@
 
 Rows (labels): typical values ``CL_pop`` (natural scale), covariate effects ``CL_WT``,
 ``omega(CL)`` (SD of eta), ``CV%(CL)`` (``100*sqrt(exp(omega^2)-1)``, log-normal
-parameters only), ``corr(CL,V)``, residual error ``sigma_*``. Columns: mean, sd, median,
+parameters only), ``corr(CL,V)``, ``omega_iov(CL)`` (SD of the inter-occasion kappa),
+residual error ``sigma_*``. Columns: mean, sd, median,
 the equal-tailed credible interval, MCSE of the mean, R-hat, bulk and tail ESS.
 """
 
@@ -60,6 +61,10 @@ def _quantities(fit: Any) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
                     label = f"corr({a},{b})"
                     out[label] = corr.sel(param=a, param_bis=b)
                     kind[label] = "correlation"
+    if "omega_iov" in post:  # inter-occasion variability (SD of kappa)
+        for n in post["omega_iov"]["param_iov"].values:
+            label = f"omega_iov({n})"
+            out[label], kind[label] = post["omega_iov"].sel(param_iov=n), "IOV (SD)"
     for name in sorted(v for v in post.data_vars if str(v).startswith("sigma_")):
         out[str(name)], kind[str(name)] = post[name], "residual error"
     return out, kind

@@ -37,9 +37,15 @@ Prediction correction (Bergstrand et al. 2011)
     serves both. Where ``PRED <= 0`` or ``PRED_bin <= 0`` (e.g. at the time of an oral dose)
     the ratio is undefined and the observation is left uncorrected.
 
-Censoring (BLQ) is not handled yet: observations are used as they are. The percentiles of
-every bin are computed in one place (:func:`_bin_percentiles`) where censored values will
-enter, and :attr:`VPCResult.censoring` is reserved for the censoring summary.
+Censoring (BLQ; Bergstrand & Karlsson 2009)
+    When the model censors observations (``Model(blq=BLQ(...))``, whatever the method, M1
+    included), a censored observation and a simulated value below its observation's LLOQ
+    are both *below the LLOQ*: ranked below every quantified value. A percentile that falls
+    among them is below the LLOQ and is not drawn (``observed``/``sim_*`` are NaN there;
+    ``inside`` still compares them, below-LLOQ against below-LLOQ). The fraction of
+    observations below the LLOQ per bin, observed against the median and ``ci`` interval of
+    the simulated fractions, is :attr:`VPCResult.censoring` and a second row of panels of
+    :func:`plot_vpc`. Simulated values are censored before any prediction correction.
 
 References: Holford (2005) PAGE 14, abstr 738; Bergstrand, Hooker, Wallin, Karlsson (2011)
 AAPS J 13:143; Lavielle & Bleakley (2011) J Pharmacokinet Pharmacodyn 38:861.
@@ -98,8 +104,11 @@ class VPCResult:
         What the strata are (``"DVID"``, a covariate, or None for one stratum ``"all"``).
     n_sim : int
         Number of simulated replicates.
-    censoring : None
-        Reserved for the BLQ/censoring summary (not implemented yet).
+    censoring : pandas.DataFrame or None
+        With censored observations: one row per stratum and bin with ``stratum, bin, TIME,
+        n_obs, observed`` (fraction of observations below the LLOQ), ``sim_median, sim_lo,
+        sim_hi`` (of the simulated fractions), ``inside`` and ``lloq`` (the bin's median
+        LLOQ). None without censoring.
 
     Examples
     --------
@@ -303,11 +312,64 @@ def _edges_for(time: np.ndarray, bins: Any, stratum: Any) -> np.ndarray:
 def _bin_percentiles(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     """Percentiles of the last axis of ``values``: shape ``(len(probs), *values.shape[:-1])``.
 
-    The one place where the VPC's percentiles are taken: censored (BLQ) values will be
-    handled here (ranked below every quantified value, with percentiles under the BLQ
-    fraction reported as missing).
+    The one place where the VPC's percentiles are taken. Censored (BLQ) values are ``-inf``:
+    ranked below every quantified value; a percentile that touches one is ``-inf`` (below
+    the LLOQ).
+
+    Examples
+    --------
+    >>> _bin_percentiles(np.array([-np.inf, -np.inf, 1.0, 2.0, 3.0]), [0.1, 0.5, 0.9]).tolist()
+    [-inf, 1.0, 2.6]
     """
-    return np.quantile(values, probs, axis=-1)
+    values = np.asarray(values, dtype=float)
+    if not np.isneginf(values).any():
+        return np.quantile(values, probs, axis=-1)
+    with np.errstate(invalid="ignore"):
+        q = np.quantile(values, probs, axis=-1)
+    return np.where(np.isnan(q), -np.inf, q)
+
+
+def _interval(q_sim: np.ndarray, probs: Sequence[float]) -> np.ndarray:
+    """Quantiles over replicates (axis 1), for percentiles that may be ``-inf`` (below LLOQ)."""
+    if not np.isneginf(q_sim).any():
+        return np.quantile(q_sim, probs, axis=1)
+    return np.quantile(q_sim, probs, axis=1, method="inverted_cdf")
+
+
+def _censoring_table(
+    bins_df: pd.DataFrame,
+    obs: pd.DataFrame,
+    below_obs: np.ndarray,
+    below_sim: np.ndarray,
+    lloq: np.ndarray,
+    ci: float,
+) -> pd.DataFrame:
+    """Observed and simulated fraction below the LLOQ per stratum and bin."""
+    lo_q, hi_q = (1.0 - ci) / 2.0, (1.0 + ci) / 2.0
+    rows = []
+    for r in bins_df.itertuples(index=False):
+        sel = ((obs["stratum"] == r.stratum) & (obs["bin"] == r.bin)).to_numpy()
+        if not sel.any():
+            continue
+        frac_sim = below_sim[:, sel].mean(axis=1)
+        observed = float(below_obs[sel].mean())
+        lo, med, hi = np.quantile(frac_sim, [lo_q, 0.5, hi_q])
+        limits = lloq[sel][np.isfinite(lloq[sel])]
+        rows.append(
+            {
+                "stratum": r.stratum,
+                "bin": r.bin,
+                "TIME": r.TIME,
+                "n_obs": r.n_obs,
+                "observed": observed,
+                "sim_median": float(med),
+                "sim_lo": float(lo),
+                "sim_hi": float(hi),
+                "inside": bool(lo <= observed <= hi),
+                "lloq": float(np.median(limits)) if limits.size else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _strata_order(column: pd.Series) -> list[Any]:
@@ -330,6 +392,8 @@ def vpc_statistics(
     prediction_corrected: bool = False,
     pi: Sequence[float] = (0.05, 0.5, 0.95),
     ci: float = 0.9,
+    lloq: Any = None,
+    censored: Any = None,
 ) -> VPCResult:
     """The VPC statistics from observations and simulated replicates of them.
 
@@ -352,6 +416,11 @@ def vpc_statistics(
         Percentiles, as increasing probabilities in (0, 1).
     ci : float
         Probability of the interval around each simulated percentile.
+    lloq : array-like, shape (n_obs,), optional
+        LLOQ of each observation (NaN where none): simulated values below it are censored.
+    censored : array-like of bool, shape (n_obs,), optional
+        Observations below their LLOQ (with ``lloq``); see "Censoring" in the module
+        docstring.
 
     Returns
     -------
@@ -361,7 +430,8 @@ def vpc_statistics(
     ------
     SpecificationError
         Bad ``pi``, ``ci`` or ``bins``, edges that leave observations out, missing columns,
-        or simulations whose shape does not match the observations.
+        simulations whose shape does not match the observations, or ``censored`` without
+        ``lloq``.
 
     Examples
     --------
@@ -425,19 +495,37 @@ def vpc_statistics(
     bins_df = pd.DataFrame(bin_rows)
     y_obs = obs["DV"].to_numpy(dtype=float)
     y_sim = sims
+    below_obs = below_sim = limits = None
+    if censored is not None and lloq is None:
+        raise SpecificationError(
+            "censored is given without lloq; pass the LLOQ of each observation"
+        )
+    if lloq is not None:
+        limits = np.broadcast_to(np.asarray(lloq, dtype=float), (len(obs),)).copy()
+        below_obs = (
+            np.zeros(len(obs), bool)
+            if censored is None
+            else np.asarray(censored, dtype=bool).reshape(len(obs))
+        )
+        with np.errstate(invalid="ignore"):
+            below_sim = np.isfinite(limits) & (sims < limits)
     if prediction_corrected:
         factor, obs["PRED_bin"] = _pc_factor(obs)
         y_obs, y_sim = y_obs * factor, sims * factor
+    if below_obs is not None:
+        obs["BLQ"] = below_obs
+        y_obs = np.where(below_obs, np.nan, y_obs)  # not drawn as a point
+        y_sim = np.where(below_sim, -np.inf, y_sim)
     obs["y"] = y_obs
+    y_rank = y_obs if below_obs is None else np.where(below_obs, -np.inf, y_obs)
     lo_q, hi_q = (1.0 - ci) / 2.0, (1.0 + ci) / 2.0
     rows = []
     for r in bins_df.itertuples(index=False):
         sel = ((obs["stratum"] == r.stratum) & (obs["bin"] == r.bin)).to_numpy()
         if r.n_obs:
-            q_obs = _bin_percentiles(y_obs[sel], probs)
+            q_obs = _bin_percentiles(y_rank[sel], probs)
             q_sim = _bin_percentiles(y_sim[:, sel], probs)  # (P, n_sim)
-            med = np.median(q_sim, axis=1)
-            lo, hi = np.quantile(q_sim, [lo_q, hi_q], axis=1)
+            lo, med, hi = _interval(q_sim, [lo_q, 0.5, hi_q])
         else:
             q_obs = med = lo = hi = np.full(len(probs), np.nan)
         for j, p in enumerate(probs):
@@ -455,6 +543,11 @@ def vpc_statistics(
     cols = ["stratum", "bin", "pi", "TIME", "lower", "upper", "n_obs"]
     cols += ["observed", "sim_median", "sim_lo", "sim_hi", "inside"]
     stats = pd.DataFrame(rows)[cols]
+    censoring = None
+    if below_obs is not None:
+        censoring = _censoring_table(bins_df, obs, below_obs, below_sim, limits, ci)
+        below = ["observed", "sim_median", "sim_lo", "sim_hi"]
+        stats[below] = stats[below].where(np.isfinite(stats[below].to_numpy()))
     return VPCResult(
         stats=stats,
         bins=bins_df,
@@ -464,6 +557,7 @@ def vpc_statistics(
         prediction_corrected=bool(prediction_corrected),
         stratify=stratify,
         n_sim=int(sims.shape[0]),
+        censoring=censoring,
     )
 
 
@@ -618,6 +712,9 @@ def vpc(
         raise SpecificationError("stratify_bins is given without stratify; name a covariate")
     rep = _replicates(fit, n_sim=int(n_draws), new_subjects=True, random_seed=random_seed)
     obs["PRED"] = np.median(rep["PRED"], axis=0)
+    from .censoring import fit_censoring
+
+    info = fit_censoring(fit, observation_table(fit))
     res = vpc_statistics(
         obs,
         rep["DV_sim"],
@@ -626,6 +723,8 @@ def vpc(
         prediction_corrected=prediction_corrected,
         pi=pi,
         ci=ci,
+        lloq=None if info is None else info.lloq,
+        censored=None if info is None else info.censored,
     )
     obs_out = res.observations.drop(columns=["STRATUM"], errors="ignore")
     return VPCResult(
@@ -637,6 +736,7 @@ def vpc(
         prediction_corrected=res.prediction_corrected,
         stratify=stratify,
         n_sim=res.n_sim,
+        censoring=res.censoring,
     )
 
 
@@ -651,6 +751,29 @@ def _ordinal(p: float) -> str:
     n = int(v)
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def _clip_to_lloq(stats: pd.DataFrame, cens: pd.DataFrame) -> pd.DataFrame:
+    """Simulated bands whose lower end is below the LLOQ are drawn down to the LLOQ."""
+    limit = stats["bin"].map(cens.set_index("bin")["lloq"])
+    out = stats.copy()
+    for c in ("sim_lo", "sim_median"):
+        out[c] = out[c].where(out[c].notna() | out["sim_hi"].isna(), limit)
+    return out
+
+
+def _plot_fraction_blq(a: Any, cens: pd.DataFrame, res: VPCResult) -> None:
+    """Observed fraction below the LLOQ per bin against the simulated median and interval."""
+    x = cens["TIME"].to_numpy()
+    a.fill_between(
+        x, cens["sim_lo"], cens["sim_hi"], color="#1f77b4", alpha=0.25, lw=0, label="simulated"
+    )
+    a.plot(x, cens["sim_median"], color="#1f77b4", lw=1.2, ls="--")
+    a.plot(x, cens["observed"], color="#b2182b", lw=1.8, marker="o", ms=3, label="observed")
+    a.set_ylim(-0.02, max(0.1, float(np.nanmax(cens[["observed", "sim_hi"]].to_numpy())) * 1.15))
+    a.set_xlabel("TIME")
+    a.set_ylabel("fraction < LLOQ")
+    a.legend(fontsize=7, loc="best", title=f"{res.ci:.0%} CI", title_fontsize=7)
 
 
 def plot_vpc(
@@ -712,12 +835,28 @@ def plot_vpc(
     ncols = min(ncols or 3, len(strata))
     nrows = math.ceil(len(strata) / ncols)
     size = (6.4, 4.8) if len(strata) == 1 else (5.4 * ncols, 4.3 * nrows)
-    fig, axes = _figure(nrows, ncols, size)
+    cens = res.censoring
+    if cens is None:
+        fig, axes = _figure(nrows, ncols, size)
+    else:  # a panel of the fraction below the LLOQ under each VPC panel
+        import matplotlib.pyplot as plt
+
+        fig, grid = plt.subplots(
+            2 * nrows,
+            ncols,
+            figsize=(size[0], size[1] * 1.4),
+            squeeze=False,
+            gridspec_kw={"height_ratios": [3.0, 1.3] * nrows},
+        )
+        axes, frac_axes = grid[0::2], grid[1::2]
     mid = int(np.argmin([abs(p - 0.5) for p in res.pi]))
     band = {True: ("#d62728", 0.28), False: ("#1f77b4", 0.22)}
     for n, s in enumerate(strata):
         a = axes[n // ncols, n % ncols]
         st = res.stats[res.stats["stratum"] == s]
+        if cens is not None:
+            st = _clip_to_lloq(st, cens[cens["stratum"] == s])
+            _plot_fraction_blq(frac_axes[n // ncols, n % ncols], cens[cens["stratum"] == s], res)
         o = res.observations[res.observations["stratum"] == s]
         y = o["y"].to_numpy()
         floor = -np.inf
@@ -727,8 +866,12 @@ def plot_vpc(
             floor = 0.5 * vals.min() if vals.size else 1e-3
         if show_points:
             a.scatter(o["TIME"], y, s=9, color="0.45", alpha=0.55, lw=0, zorder=2)
+        if cens is not None:
+            limits = cens.loc[cens["stratum"] == s, "lloq"].dropna().unique()
+            for limit in limits[:1] if len(limits) == 1 else ():
+                a.axhline(limit, color="k", lw=0.9, ls=":", zorder=2)
         for j, p in enumerate(res.pi):
-            q = st[st["pi"] == p].dropna(subset=["observed"])
+            q = st[st["pi"] == p].dropna(subset=["observed" if cens is None else "sim_hi"])
             if q.empty:
                 continue
             x = q["TIME"].to_numpy()
@@ -740,6 +883,7 @@ def plot_vpc(
             lo, hi = np.maximum(lo, floor), np.maximum(hi, floor)
             a.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0, zorder=1)
             a.plot(x, ob, color="#b2182b", lw=1.8, ls="-" if j == mid else "--", zorder=3)
+            # observed percentiles below the LLOQ are NaN: the line has a gap there
         edges = np.unique(res.bins.loc[res.bins["stratum"] == s, ["lower", "upper"]].values)
         for e in edges:
             a.axvline(e, ymin=0, ymax=0.025, color="k", lw=0.8)
@@ -752,6 +896,8 @@ def plot_vpc(
         a.set_ylabel("prediction-corrected DV" if res.prediction_corrected else "DV")
     for k in range(len(strata), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
+        if cens is not None:
+            frac_axes[k // ncols, k % ncols].set_visible(False)
     outer = [_ordinal(p) for j, p in enumerate(res.pi) if j != mid]
     handles = [
         Line2D([], [], color="0.45", marker="o", ls="", ms=4, label="observations"),
