@@ -62,6 +62,7 @@ from .spec import (
     Power,
     Proportional,
 )
+from .structural import OneCompartment, ThreeCompartment, TwoCompartment
 
 __all__ = [
     "__version__",
@@ -89,9 +90,9 @@ __all__ = [
     "Proportional",
     "Combined",
     "LogAdditive",
-    "OneCompartment",
     "Occasions",
     "BLQ",
+    "OneCompartment",
     "TwoCompartment",
     "ThreeCompartment",
     "Fit",

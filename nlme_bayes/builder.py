@@ -458,12 +458,12 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         ),
         initvals=initvals,
         covariates=cov_table,
-    )
         model=model,
         data=data,
         occasions=design,
         censoring=censoring,
         prediction_schedule=predict_schedule,
+    )
 
 
 def _occasion_parameters(

@@ -441,26 +441,26 @@ class _Integrator:
     """Per-subject log-likelihoods and marginal log-likelihoods on one dataset."""
 
     def __init__(self, model: Any, data: Any, *, tile_obs: int = 20_000) -> None:
+        from .censoring import censoring_info
         from .events import build_schedule
 
-        from .censoring import censoring_info
         self.model = model
-        schedule, obs = build_schedule(data, model.structure)
-        self.subject_ids = tuple(data.subject_ids)
         if getattr(model, "occasions", None) is not None:
             raise SpecificationError(
                 "The marginal likelihood (ML estimation, integrated leave-one-subject-out) "
                 "does not integrate inter-occasion random effects (kappa) yet; compare "
                 "IOV models with PSIS-LOO over observations (nlme_bayes.comparison.loo)."
             )
+        schedule, obs = build_schedule(data, model.structure)
+        self.subject_ids = tuple(data.subject_ids)
         self.n_sub = schedule.n_subjects
         self.n_obs = schedule.n_obs
-        self.dv = obs["DV"].to_numpy(dtype=float)
-        self.dvid = obs["DVID"].to_numpy().astype(int)
         self.censoring = censoring_info(data, getattr(model, "blq", None), obs)
-        self.sigma_names = _sigma_names(model, self.dvid)
+        self.dv = obs["DV"].to_numpy(dtype=float)
         if self.censoring is not None:  # M3/M4/M1 likelihood, as in the PyMC model
             self.dv = self.censoring.dv
+        self.dvid = obs["DVID"].to_numpy().astype(int)
+        self.sigma_names = _sigma_names(model, self.dvid)
         self.t = max(1, tile_obs // max(self.n_obs, 1))
         self.predictor = Predictor(model.structure, _tile(schedule, self.t))
         subj = schedule.obs_subject

@@ -598,7 +598,7 @@ def spec_from_dict(d: Any, registry: dict[str, type] | None = None) -> Any:
 
 def _registry() -> dict[str, type]:
     reg: dict[str, type] = {"Parameter": Parameter, "Omega": Omega}
+    reg.update({"Occasions": Occasions, "BLQ": BLQ})
     reg.update(_COVARIATE_TYPES)
     reg.update(_ERROR_TYPES)
     return reg
-    reg.update({"Occasions": Occasions, "BLQ": BLQ})
