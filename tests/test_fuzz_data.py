@@ -206,10 +206,11 @@ def corrupted(draw: st.DrawFn) -> tuple[str, object]:
         elif op == "drop" and m > 1:
             cells = cells.drop(columns=cells.columns[draw(st.integers(0, m - 1))])
         elif op == "duplicate":
-            name = cells.columns[draw(st.integers(0, m - 1))]
-            copy = cells[name].copy()
-            cells.insert(m, name.lower() if draw(st.booleans()) else name, copy,
-                         allow_duplicates=True)  # fmt: skip
+            j = draw(st.integers(0, m - 1))
+            name, copy = cells.columns[j], cells.iloc[:, j].copy()
+            cells.insert(
+                m, name.lower() if draw(st.booleans()) else name, copy, allow_duplicates=True
+            )
         elif op == "extra":
             cells[draw(st.sampled_from(["X", "ROW", "", " ", "IMPLIED", "Wt2"]))] = draw(
                 st.sampled_from(JUNK)
