@@ -215,6 +215,14 @@ class Model:
         return tuple(p.name for p in self.parameters if p.iiv is not None)
 
     def parameter(self, name: str) -> Parameter:
+        """The :class:`~nlme_bayes.Parameter` called ``name``.
+
+        Examples
+        --------
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> theophylline_model().parameter("CL").typical
+        0.04
+        """
         for p in self.parameters:
             if p.name == name:
                 return p
@@ -237,11 +245,31 @@ class Model:
         return tuple(seen)
 
     def replace(self, **changes: Any) -> Model:
-        """A copy with some fields changed (``dataclasses.replace``)."""
+        """A copy with some fields changed (``dataclasses.replace``).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> model = theophylline_model()
+        >>> diagonal = model.replace(name="diagonal", omega=nb.Omega(blocks="diagonal"))
+        >>> diagonal.omega.blocks, model.omega.blocks
+        ('diagonal', 'block')
+        """
         return dataclasses.replace(self, **changes)
 
     def with_parameter(self, parameter: Parameter) -> Model:
-        """A copy with one parameter replaced (matched by name)."""
+        """A copy with one parameter replaced (matched by name).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> model = theophylline_model()
+        >>> no_ka_iiv = model.with_parameter(nb.Parameter("ka", typical=1.5, iiv=None))
+        >>> no_ka_iiv.iiv_names
+        ('CL', 'V')
+        """
         self.parameter(parameter.name)
         return self.replace(
             parameters=tuple(parameter if p.name == parameter.name else p for p in self.parameters)
@@ -267,17 +295,42 @@ class Model:
 
     def prior_predictive(self, data: NonmemDataset, **kwargs: Any) -> Any:
         """Simulate from the priors on ``data``'s design; see
-        :func:`nlme_bayes.prior_predictive.prior_predictive`."""
+        :func:`nlme_bayes.prior_predictive.prior_predictive`.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> pp = theophylline_model().prior_predictive(nb.datasets.theophylline())  # doctest: +SKIP
+        """
         from .prior_predictive import prior_predictive
 
         return prior_predictive(self, data, **kwargs)
 
     # ------------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict[str, Any]:
+        """The specification as plain JSON-ready data (how a saved fit keeps its model).
+
+        Examples
+        --------
+        >>> import json
+        >>> from nlme_bayes.examples import pheno_model
+        >>> d = pheno_model().to_dict()
+        >>> Model.from_dict(json.loads(json.dumps(d))) == pheno_model()
+        True
+        """
         return spec_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Model:
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> Model.from_dict(theophylline_model().to_dict()).parameter_names
+        ('CL', 'V', 'ka')
+        """
         from . import structural
         from .structural.algebraic import Algebraic
 
@@ -291,18 +344,47 @@ class Model:
 
     # ------------------------------------------------------------------ actions
     def build(self, data: NonmemDataset) -> pm.Model:
-        """The plain ``pm.Model`` of this specification on ``data`` (extend it freely)."""
+        """The plain ``pm.Model`` of this specification on ``data`` (extend it freely).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> model = theophylline_model()
+        >>> pm_model = model.build(nb.datasets.theophylline())
+        >>> [v.name for v in pm_model.free_RVs][:3]
+        ['CL_pop', 'V_pop', 'ka_pop']
+        """
         from .builder import build
 
         return build(self, data).pm_model
 
     def fit(self, data: NonmemDataset, **kwargs: Any) -> Fit:
-        """Sample the posterior with NUTS; see :func:`nlme_bayes.inference.fit`."""
+        """Sample the posterior with NUTS; see :func:`nlme_bayes.inference.fit`.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> model = theophylline_model()
+        >>> fit = model.fit(nb.datasets.theophylline(), draws=1000, tune=1000, chains=4,
+        ...                 random_seed=1)  # doctest: +SKIP
+        """
         from .inference import fit
 
         return fit(self, data, **kwargs)
 
     def describe(self) -> str:
+        """A readable summary: structure, priors, random effects, Omega and error model.
+
+        Examples
+        --------
+        >>> from nlme_bayes.examples import pheno_model
+        >>> print(pheno_model().describe())  # doctest: +ELLIPSIS
+        Model 'pheno': One-compartment model, IV input (ADVAN1); parameters CL, V
+          CL     prior Prior('LogNormal', ...)  IIV lognormal  covariates: Power(WT)
+        ...
+        """
         lines = [f"Model {self.name!r}: {self.structure.describe()}"]
         for p in self.parameters:
             cov = ", ".join(type(c).__name__ + f"({c.covariate})" for c in p.covariates)
