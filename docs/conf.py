@@ -6,16 +6,17 @@ executed notebooks, numpydoc renders the numpydoc docstrings the package is writ
 code -- the same stack as PyMC and ArviZ, whose objects we link to.
 
 Notebooks live in ``notebooks/`` (where users open them).  At configuration time they are copied
-into ``docs/examples/`` (git-ignored); when ``scripts/run_notebooks.sh`` has written executed
-copies to ``build/notebooks/`` those are used instead, so the site shows real outputs.
+into ``docs/examples/`` (git-ignored), with the outputs of the executed copies that
+``scripts/run_notebooks.sh`` writes to ``build/notebooks/`` when their code is unchanged, so the
+site shows real outputs.
 Notebooks are never executed by Sphinx unless ``NLME_DOCS_EXECUTE`` asks for it (MyST-NB's
 ``nb_execution_mode``: ``off`` by default, ``cache``/``force`` on request).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -52,21 +53,44 @@ EXECUTED = ROOT / "build" / "notebooks"
 GALLERY = DOCS / "examples"
 
 
-def _sync_notebooks() -> None:
-    """Copy notebooks (executed copies when newer) into docs/examples, keeping mtimes.
+def _with_outputs(src: Path, executed: Path) -> bytes:
+    """The source notebook with the executed copy's outputs, if its code is the same.
 
-    Copies only what changed, so Sphinx's incremental build does not re-read them.
+    Only code decides: an edit of the markdown keeps the outputs, an edit of any code cell
+    drops them (the notebook is then shown without outputs until it is run again).
+    """
+    source = json.loads(src.read_text(encoding="utf-8"))
+    if not executed.exists():
+        return src.read_bytes()
+    done = json.loads(executed.read_text(encoding="utf-8"))
+
+    def code(nb: dict) -> list[str]:
+        return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+    if code(source) != code(done):
+        return src.read_bytes()
+    outputs = iter(c for c in done["cells"] if c["cell_type"] == "code")
+    for cell in source["cells"]:
+        if cell["cell_type"] == "code":
+            ran = next(outputs)
+            cell["outputs"] = ran.get("outputs", [])
+            cell["execution_count"] = ran.get("execution_count")
+    return (json.dumps(source, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _sync_notebooks() -> None:
+    """Copy notebooks (with executed outputs where available) into docs/examples.
+
+    Writes only what changed, so Sphinx's incremental build does not re-read them.
     """
     GALLERY.mkdir(exist_ok=True)
     wanted = set()
     for src in sorted(NOTEBOOKS.glob("*.ipynb")):
-        executed = EXECUTED / src.name
-        if executed.exists() and executed.stat().st_mtime >= src.stat().st_mtime:
-            src = executed
+        content = _with_outputs(src, EXECUTED / src.name)
         dst = GALLERY / src.name
         wanted.add(dst.name)
-        if not dst.exists() or dst.read_bytes() != src.read_bytes():
-            shutil.copy2(src, dst)
+        if not dst.exists() or dst.read_bytes() != content:
+            dst.write_bytes(content)
     for stale in GALLERY.glob("*.ipynb"):
         if stale.name not in wanted:
             stale.unlink()
