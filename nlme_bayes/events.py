@@ -23,7 +23,14 @@ __all__ = ["build_schedule", "describe_rows"]
 
 
 def describe_rows(frame: pd.DataFrame) -> str:
-    """``rows 3, 7 (IDs 1, 2)`` for the records of ``frame`` (uses its ROW and ID columns)."""
+    """``rows 3, 7 (IDs 1, 2)`` for the records of ``frame`` (uses its ROW and ID columns).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> describe_rows(pd.DataFrame({"ROW": [2, 3], "ID": [1, 1]}))
+    'rows 2, 3 (ID 1)'
+    """
     return format_where(frame["ROW"].to_numpy(), frame["ID"].to_numpy())
 
 
@@ -39,6 +46,13 @@ def build_schedule(data: Any, structure: Any) -> tuple[EventSchedule, pd.DataFra
 
     A structure that plans its own schedule (ODE and algebraic models define
     ``build_schedule(data)``) is asked for it instead.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> schedule, obs = build_schedule(nb.datasets.theophylline(), nb.OneCompartment(route="oral"))
+    >>> schedule.n_subjects, schedule.n_obs, list(obs.columns[:4])
+    (12, 132, ['ID', 'TIME', 'DV', 'DVID'])
     """
     if hasattr(structure, "build_schedule"):
         return structure.build_schedule(data)

@@ -43,7 +43,15 @@ OFFSETS_GROUP = "posterior_internal"
 
 
 def choose_sampler(sampler: str) -> str:
-    """Resolve ``"auto"`` and check that the requested backend is installed."""
+    """Resolve ``"auto"`` and check that the requested backend is installed.
+
+    Examples
+    --------
+    >>> choose_sampler("auto")
+    'nutpie'
+    >>> choose_sampler("pymc")
+    'pymc'
+    """
     if sampler not in SAMPLERS:
         raise SpecificationError(
             f"sampler={sampler!r} is not valid; choose one of {', '.join(sorted(SAMPLERS))}."

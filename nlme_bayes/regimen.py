@@ -122,7 +122,13 @@ class Regimen:
         return self.amount / self.duration if self.duration > 0 else 0.0
 
     def replace(self, **changes: Any) -> Regimen:
-        """A copy with some fields changed."""
+        """A copy with some fields changed.
+
+        Examples
+        --------
+        >>> Regimen(amount=100.0, interval=12.0, n_doses=3).replace(amount=150.0).amount
+        150.0
+        """
         return replace(self, **changes)
 
     def interval_bounds(self, which: int | str = "last") -> tuple[float, float]:

@@ -45,7 +45,14 @@ HELPER_MODE = "FAST_RUN"
 
 
 def error_models_by_dvid(model: Any, dvids: Any) -> dict[int, tuple[Any, str]]:
-    """``{DVID: (error model, suffix of its sigma_* names)}`` as the builder names them."""
+    """``{DVID: (error model, suffix of its sigma_* names)}`` as the builder names them.
+
+    Examples
+    --------
+    >>> from nlme_bayes.examples import pheno_model
+    >>> error_models_by_dvid(pheno_model(), [1])
+    {1: (Proportional(sigma=Prior('HalfNormal', sigma=0.5)), '')}
+    """
     present = sorted({int(d) for d in np.unique(np.asarray(dvids))})
     if isinstance(model.error, dict):
         errs = {k: model.error[k] for k in present}
@@ -71,6 +78,12 @@ class PosteriorDraws:
         Residual-error SDs (``sigma_add``, ``sigma_prop``, ``sigma_log`` with DVID suffixes).
     iiv_names : tuple of str
     index : (S,) flat (chain*draw) index of each draw.
+
+    Examples
+    --------
+    >>> draws = posterior_draws(fit, n_draws=200, random_seed=1)  # doctest: +SKIP
+    >>> draws.n_draws, draws.eta.shape  # (draws, subjects, random effects)  # doctest: +SKIP
+    (200, (200, 12, 3))
     """
 
     typical: dict[str, np.ndarray]
@@ -94,7 +107,14 @@ def _flat(da: xr.DataArray, *rest: str) -> np.ndarray:
 def posterior_draws(
     fit: Any, *, n_draws: int | None = None, random_seed: int = 0
 ) -> PosteriorDraws:
-    """``n_draws`` posterior draws picked at random without replacement (all if None)."""
+    """``n_draws`` posterior draws picked at random without replacement (all if None).
+
+    Examples
+    --------
+    >>> draws = posterior_draws(fit, n_draws=200, random_seed=1)  # doctest: +SKIP
+    >>> sorted(draws.typical)  # doctest: +SKIP
+    ['CL', 'V', 'ka']
+    """
     from .predictions import typical_parameters
 
     post = fit.posterior
@@ -122,7 +142,17 @@ def posterior_draws(
 
 
 def apply_iiv(model: Any, typical: dict[str, np.ndarray], eta: np.ndarray) -> dict[str, Any]:
-    """Individual parameters from typical values (..., n) and etas (..., n, k)."""
+    """Individual parameters from typical values (..., n) and etas (..., n, k).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> typical = {"CL": np.array([0.04]), "V": np.array([0.5]), "ka": np.array([1.5])}
+    >>> out = apply_iiv(theophylline_model(), typical, np.array([[0.1, 0.0, -0.2]]))
+    >>> {name: round(float(v[0]), 4) for name, v in out.items()}
+    {'CL': 0.0442, 'V': 0.5, 'ka': 1.2281}
+    """
     out = {}
     names = tuple(model.iiv_names)
     for p in model.parameters:
@@ -147,6 +177,18 @@ class Predictor:
     ``predictor(params)`` takes a dict name -> array of shape ``(..., n_subjects)`` and
     returns the concentrations, shape ``(..., n_obs)``; leading dimensions are looped over
     in compiled code calls (about 15 µs each for a dozen subjects).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.events import build_schedule
+    >>> oral = nb.OneCompartment(route="oral")
+    >>> schedule, obs = build_schedule(nb.datasets.theophylline(), oral)
+    >>> predict = Predictor(oral, schedule)
+    >>> conc = predict({"CL": np.full(12, 0.04), "V": np.full(12, 0.5), "ka": np.full(12, 1.5)})
+    >>> conc.shape
+    (132,)
     """
 
     def __init__(self, structure: Any, schedule: Any) -> None:
@@ -179,6 +221,15 @@ def residual_sd(
 
     ``ipred`` has shape ``(S, ..., n_obs)`` and each ``sigma[name]`` shape ``(S,)``.
     For log-scale observations the SD is that of ``log DV``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nlme_bayes.examples import pheno_model
+    >>> sd, is_log = residual_sd(pheno_model(), np.array([[10.0, 20.0]]), np.array([1, 1]),
+    ...                          {"sigma_prop": np.array([0.1])})
+    >>> sd.tolist(), is_log.tolist()
+    ([[1.0, 2.0]], [False, False])
     """
     ipred = np.asarray(ipred, dtype=float)
     sd = np.empty_like(ipred)
@@ -204,7 +255,14 @@ def residual_sd(
 
 
 def obs_logpdf(dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray) -> Any:
-    """Log-density of each observation (Normal, or LogNormal on the DV scale)."""
+    """Log-density of each observation (Normal, or LogNormal on the DV scale).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> obs_logpdf(np.array([1.0]), np.array([1.0]), np.array([1.0]), np.array([False])).round(4)
+    array([-0.9189])
+    """
     dv = np.asarray(dv, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = np.where(is_log, np.log(ipred), ipred)
@@ -218,7 +276,16 @@ def obs_logpdf(dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.nda
 def sample_dv(
     ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """Draw observations from the residual-error model."""
+    """Draw observations from the residual-error model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ipred, sd, is_log = np.array([10.0, 20.0]), np.array([1.0, 2.0]), np.array([False, False])
+    >>> sample_dv(ipred, sd, is_log, rng).round(3)
+    array([10.126, 19.736])
+    """
     eps = rng.standard_normal(np.shape(ipred))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(is_log, np.exp(np.log(ipred) + sd * eps), ipred + sd * eps)
@@ -247,6 +314,11 @@ def simulate_replicates(
     xarray.Dataset
         ``DV_sim``, ``IPRED_sim`` and ``PRED`` with dims ``(draw, obs)`` and ``obs`` coordinates
         ``ID``, ``TIME``, ``DVID``; ``DV`` (observed) with dim ``obs``.
+
+    Examples
+    --------
+    >>> reps = simulate_replicates(fit, n_draws=100, random_seed=1)  # doctest: +SKIP
+    >>> reps["DV"].dims  # doctest: +SKIP
     """
     from .events import build_schedule
 

@@ -71,7 +71,12 @@ def _quantities(fit: Any) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
 
 
 def summary_table(fit: Any, *, ci_prob: float = 0.95) -> pd.DataFrame:
-    """Summary of the population parameters; see the module docstring for rows/columns."""
+    """Summary of the population parameters; see the module docstring for rows/columns.
+
+    Examples
+    --------
+    >>> summary_table(fit, ci_prob=0.9)  # the same as fit.summary(ci_prob=0.9)  # doctest: +SKIP
+    """
     quantities, kind = _quantities(fit)
     ds = xr.Dataset({k: v.reset_coords(drop=True) for k, v in quantities.items()})
     lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
@@ -121,6 +126,13 @@ class ConvergenceReport:
     tables : dict of str to DataFrame
         ``"divergences"`` (:func:`~nlme_bayes.diagnostics.divergence_association`) and
         ``"mcse"`` (:func:`~nlme_bayes.diagnostics.mcse_relative`).
+
+    Examples
+    --------
+    >>> report = ConvergenceReport(ok=False, problems=["1 divergence"],
+    ...                            advice=["Raise target_accept (e.g. 0.95)."])
+    >>> report.ok, report.problems
+    (False, ['1 divergence'])
     """
 
     ok: bool
@@ -235,6 +247,12 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
     Also says where divergences concentrate (which typical values, omegas or sigmas differ
     in divergent draws, with advice per parameter) and notes summary figures whose MCSE is
     above 10 % of their posterior SD; see :class:`ConvergenceReport`.
+
+    Examples
+    --------
+    >>> report = check_convergence(fit)  # the same as fit.check_convergence()  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+    Convergence: OK
     """
     from .diagnostics import DIAGNOSTIC_THRESHOLDS, divergence_association, mcse_relative
 
