@@ -76,6 +76,16 @@ class CensoringInfo:
         ``float (n_obs,)``: the LLOQ of each observation (NaN where none is known).
     dv : numpy.ndarray
         ``float (n_obs,)``: DV with each censored value replaced by its LLOQ.
+
+    Examples
+    --------
+    Built by :func:`censoring_info` (see there); the fields are plain arrays:
+
+    >>> import numpy as np
+    >>> info = CensoringInfo("M3", np.array([False, True]), np.array([0.1, 0.1]),
+    ...                      np.array([2.5, 0.05]))
+    >>> int(info.censored.sum())
+    1
     """
 
     method: str
@@ -99,6 +109,15 @@ def flag_column(data: Any, blq: Any = None) -> str | None:
     ------
     DatasetError
         ``BLQ(flag=...)`` names a column that is not in the data.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import nlme_bayes as nb
+    >>> ds = nb.read_nonmem(pd.DataFrame({"ID": [1, 1, 1], "TIME": [0.0, 1.0, 2.0],
+    ...     "AMT": [100.0, 0, 0], "DV": [0, 2.5, 0.05], "BLQ": [0, 0, 1], "LLOQ": [0.1] * 3}))
+    >>> flag_column(ds)
+    'BLQ'
     """
     columns = data.records.columns
     if blq is not None and blq.flag is not None:
@@ -141,6 +160,18 @@ def censoring_info(data: Any, blq: Any, obs: pd.DataFrame) -> CensoringInfo | No
     DatasetError
         Invalid flags (other than 0/1, missing), or censored observations without an LLOQ,
         naming their rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.events import build_schedule
+    >>> ds = nb.read_nonmem(pd.DataFrame({"ID": [1, 1, 1], "TIME": [0.0, 1.0, 2.0],
+    ...     "AMT": [100.0, 0, 0], "DV": [0, 2.5, 0.05], "BLQ": [0, 0, 1], "LLOQ": [0.1] * 3}))
+    >>> _, obs = build_schedule(ds, nb.OneCompartment(route="iv"))
+    >>> info = censoring_info(ds, nb.BLQ("M3"), obs)
+    >>> info.method, info.censored.tolist(), info.lloq.tolist()
+    ('M3', [False, True], [0.1, 0.1])
     """
     flag = flag_column(data, blq)
     flags = None
@@ -228,6 +259,18 @@ def logp(value: Any, mu: Any, sd: Any, is_log: bool, info: CensoringInfo) -> Any
 
     ``mu`` is the prediction (natural scale); ``sd`` the residual SD (of ``log DV`` when
     ``is_log``).
+
+    Examples
+    --------
+    A quantified observation gets its normal log-density, a censored one (M3) the log of the
+    probability mass below its LLOQ:
+
+    >>> import numpy as np
+    >>> info = CensoringInfo("M3", np.array([False, True]), np.array([0.1, 0.1]),
+    ...                      np.array([2.5, 0.05]))
+    >>> ll = logp(np.array([2.5, 0.05]), np.array([2.4, 0.2]), np.array([0.3, 0.3]), False, info)
+    >>> ll.eval().round(4)
+    array([ 0.2295, -0.9958])
     """
     import pytensor.tensor as pt
     from pymc.distributions.dist_math import normal_lcdf
@@ -298,6 +341,11 @@ def fit_censoring(fit: Any, obs: pd.DataFrame | None = None) -> CensoringInfo | 
 
     With ``blq=None`` the data may still carry an ``LLOQ`` column; diagnostics use it to
     show the limit, without censoring anything.
+
+    Examples
+    --------
+    >>> info = fit_censoring(fit)  # None for a model without blq=  # doctest: +SKIP
+    >>> int(info.censored.sum())  # doctest: +SKIP
     """
     if obs is None:
         from .simulation import observation_table

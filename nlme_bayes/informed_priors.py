@@ -102,6 +102,15 @@ def apply_priors(model: Any, priors: Mapping[str, Prior]) -> Any:
     SpecificationError
         A name the model does not have (the message lists the valid ones), or a value that
         is not a Prior.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> informed = {"CL_pop": nb.Prior("LogNormal", mu=-3.2, sigma=0.2)}
+    >>> model = apply_priors(theophylline_model(), informed)
+    >>> model.parameter("CL").prior
+    Prior('LogNormal', mu=-3.2, sigma=0.2)
     """
     valid = prior_names(model)
     unknown = sorted(set(priors) - set(valid))

@@ -77,6 +77,14 @@ def check_specification(model: Any, data: Any) -> None:
     ------
     SpecificationError
         What is wrong, with which parameter or covariate, and how to fix it.
+
+    Examples
+    --------
+    A consistent model passes silently (the module docstring shows a failing one):
+
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> check_specification(theophylline_model(), nb.datasets.theophylline())
     """
     _check_error_keys(model.error)
     for p in model.parameters:
