@@ -301,7 +301,15 @@ class ODEModel:
         return self.dose_modifier_states or (self.dose_state,)
 
     def output_for_dvid(self, dvid: int) -> str | None:
-        """The output an observation with this ``DVID`` measures (None: unknown)."""
+        """The output an observation with this ``DVID`` measures (None: unknown).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> model = ode_templates.load("one_cmt_oral_linear")
+        >>> model.output_for_dvid(1), model.output_for_dvid(2)
+        ('C', None)
+        """
         if self.dvid is None:
             return self.output_names[0] if dvid in (0, 1) else None
         if dvid in self.dvid:
@@ -309,11 +317,26 @@ class ODEModel:
         return self.output_names[0] if dvid == 0 and 1 in self.dvid else None
 
     def dvid_map_text(self) -> str:
+        """Which output each ``DVID`` measures, as text (for messages and reports).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").dvid_map_text()
+        'DVID 1 -> C'
+        """
         mapping = self.dvid or {1: self.output_names[0]}
         return ", ".join(f"DVID {k} -> {v}" for k, v in sorted(mapping.items()))
 
     def describe(self) -> str:
-        """One-line description."""
+        """One-line description.
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> print(ode_templates.load("one_cmt_oral_linear").describe())
+        ODE model 'one_cmt_oral_linear': states depot, central; parameters CL, V, ka; outputs C
+        """
         return (
             f"ODE model {self.name!r}: states {', '.join(self.states)}; parameters "
             f"{', '.join(self.parameters)}; outputs {', '.join(self.output_names)}"
@@ -324,7 +347,14 @@ class ODEModel:
 
     # ------------------------------------------------------------------ serialisation
     def to_spec_dict(self) -> dict[str, Any]:
-        """JSON-able description: the template and its options, or importable references."""
+        """JSON-able description: the template and its options, or importable references.
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").to_spec_dict()["template"]
+        'one_cmt_oral_linear'
+        """
         if self.template is not None:
             return {"__type__": "ODEModel", "template": self.template,
                     "options": dict(self.template_options or {})}
@@ -354,7 +384,15 @@ class ODEModel:
 
     @classmethod
     def from_spec_dict(cls, d: Mapping[str, Any]) -> ODEModel:
-        """Inverse of :meth:`to_spec_dict`."""
+        """Inverse of :meth:`to_spec_dict`.
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> model = ode_templates.load("one_cmt_oral_linear")
+        >>> ODEModel.from_spec_dict(model.to_spec_dict()).parameters
+        ('CL', 'V', 'ka')
+        """
         if d.get("template") is not None:
             from . import ode_templates
 
@@ -390,7 +428,17 @@ class ODEModel:
 
     # ------------------------------------------------------------------ schedule
     def build_schedule(self, data: Any) -> tuple[E.OdeSchedule, Any]:
-        """The :class:`~nlme_bayes.events_ode.OdeSchedule` of ``data`` (see there)."""
+        """The :class:`~nlme_bayes.events_ode.OdeSchedule` of ``data`` (see there).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.structural import ode_templates
+        >>> schedule, obs = ode_templates.load("one_cmt_oral_linear").build_schedule(
+        ...     nb.datasets.theophylline())
+        >>> schedule.n_subjects, len(obs)
+        (12, 132)
+        """
         return E.build_ode_schedule(data, self, max_step=self.max_step, min_steps=self.min_steps)
 
     # ------------------------------------------------------------------ prediction

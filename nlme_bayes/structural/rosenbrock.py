@@ -54,7 +54,13 @@ __all__ = ["Tableau", "RODAS3", "RODAS4", "METHODS", "rosenbrock_step", "integra
 
 @dataclass(frozen=True)
 class Tableau:
-    """Coefficients of a Rosenbrock method (KPP convention, see the module docstring)."""
+    """Coefficients of a Rosenbrock method (KPP convention, see the module docstring).
+
+    Examples
+    --------
+    >>> METHODS["rodas3"].name, METHODS["rodas3"].order, METHODS["rodas4"].order
+    ('rodas3', 3, 4)
+    """
 
     name: str
     order: int
@@ -182,6 +188,18 @@ def rosenbrock_step(
     ``y`` is a list of ``(n,)`` state tensors, ``t`` and ``h`` are ``(n,)``; ``h`` must be
     ``> 0`` (callers substitute a dummy step where no step is taken).  ``err`` is the
     ``(n, n_states)`` embedded local error estimate (absolute).
+
+    Examples
+    --------
+    One step of ``dy/dt = -0.5 y`` from ``y = 1``:
+
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> f = lambda t, y: [-0.5 * y[0]]
+    >>> y1, err = rosenbrock_step(f, pt.as_tensor(np.zeros(1)), [pt.as_tensor(np.ones(1))],
+    ...                           pt.as_tensor(np.full(1, 0.1)), METHODS["rodas3"])
+    >>> bool(abs(y1[0].eval()[0] - np.exp(-0.05)) < 1e-6)
+    True
     """
     s = len(y)
     f0 = f(t, y)
@@ -272,6 +290,20 @@ def integrate(
     -------
     states : (n_steps, n, S) tensor
         The state after each step and its events.
+
+    Examples
+    --------
+    ``dy/dt = -0.5 y`` over 20 steps of 0.1 for one subject, no events:
+
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> t_start = pt.as_tensor(np.arange(20.0)[:, None] * 0.1)
+    >>> h = pt.as_tensor(np.full((20, 1), 0.1))
+    >>> y0 = pt.as_tensor(np.ones((1, 1)))
+    >>> states = integrate(lambda t, y, rate: [-0.5 * y[0]], y0, t_start, h,
+    ...                    pt.as_tensor(np.zeros((20, 1, 1))), None, None, y0)
+    >>> bool(abs(states.eval()[-1, 0, 0] - np.exp(-1.0)) < 1e-5)
+    True
     """
     tab = METHODS[method]
     n_states = int(y0.type.shape[-1]) if y0.type.shape[-1] is not None else None
