@@ -197,6 +197,13 @@ class Target:
             raise SpecificationError("Target: threshold= applies to metric='time_above' only.")
 
     def describe(self) -> str:
+        """The target in words, as reports print it.
+
+        Examples
+        --------
+        >>> Target("trough", lower=15.0, upper=25.0).describe()
+        '15 <= trough <= 25'
+        """
         if self.metric == "time_above":
             what, fmt = f"time above {self.threshold:g}", (lambda v: f"{100 * v:g} %")
             tail = " of the interval"
@@ -225,6 +232,12 @@ class DoseRecommendation:
     metric_draws : dict ID -> (S,) the metric under the recommendation (weights: ``weights``).
     weights : dict ID -> (S,)
     regimens : dict ID -> Regimen (the recommended regimen).
+
+    Examples
+    --------
+    >>> rec = recommend_dose(fc, Target("trough", lower=15.0, upper=25.0),
+    ...                      amounts=[50, 100, 150], intervals=[12, 24])  # doctest: +SKIP
+    >>> rec.best  # the recommended regimen per patient  # doctest: +SKIP
     """
 
     table: pd.DataFrame
@@ -246,7 +259,12 @@ class DoseRecommendation:
         return "\n".join(lines)
 
     def plot(self, *, path: Any = None, bins: int = 40) -> Any:
-        """Posterior distribution of the metric under the recommended regimen, per patient."""
+        """Posterior distribution of the metric under the recommended regimen, per patient.
+
+        Examples
+        --------
+        >>> fig = rec.plot()  # doctest: +SKIP
+        """
         import matplotlib.pyplot as plt
 
         ids = list(self.best.index)

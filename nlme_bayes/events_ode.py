@@ -66,6 +66,15 @@ class OdeSchedule:
         the segment's last step (the event is applied after it).
     last_step : numpy.ndarray
         ``(n_subjects, n_events)`` the step after which each event position applies.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.structural import ode_templates
+    >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(),
+    ...                                    ode_templates.load("one_cmt_oral_linear"))
+    >>> schedule.n_subjects, schedule.n_events
+    (12, 12)
     """
 
     n_subjects: int
@@ -92,6 +101,15 @@ class OdeSchedule:
         """Which observations can have a prediction > 0: those after a dose (same period).
 
         None when the model has initial conditions (a baseline), which we cannot judge.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.structural import ode_templates
+        >>> model = ode_templates.load("one_cmt_oral_linear")
+        >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(), model)
+        >>> int(schedule.structurally_positive(model).sum())  # every observation follows a dose
+        132
         """
         if getattr(structure, "initial", None) is not None:
             return None
@@ -152,6 +170,15 @@ def build_ode_schedule(
     schedule : OdeSchedule
     observations : DataFrame
         One row per observation with ``ID, TIME, DV, DVID, ROW, subject``.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.structural import ode_templates
+    >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(),
+    ...                                    ode_templates.load("one_cmt_oral_linear"))
+    >>> len(obs)
+    132
     """
     ev = data.events().reset_index(drop=True)
     subject_ids = list(data.subject_ids)

@@ -65,6 +65,14 @@ class OccasionDesign:
     carry_over : int
         Dose contributions to an observation that come from an earlier occasion of the same
         subject (computed with the later occasion's parameters; 0 for separated occasions).
+
+    Examples
+    --------
+    Built by :func:`occasion_design` (see there):
+
+    >>> design = occasion_design(data, nb.Occasions(), obs, schedule)  # doctest: +SKIP
+    >>> design.labels  # "subject/occasion"  # doctest: +SKIP
+    ('1/1', '1/2')
     """
 
     unit_subject: np.ndarray
@@ -103,6 +111,20 @@ def observation_occasions(data: Any, occasions: Any, obs: pd.DataFrame) -> np.nd
     ------
     DatasetError
         The occasion column is missing from the data or has no value on observation records.
+
+    Examples
+    --------
+    Two occasions separated by a reset-and-dose record (EVID 4):
+
+    >>> import pandas as pd
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.events import build_schedule
+    >>> ds = nb.read_nonmem(pd.DataFrame({"ID": [1] * 4, "TIME": [0.0, 1.0, 24.0, 25.0],
+    ...     "AMT": [100.0, 0, 100.0, 0], "DV": [0, 2.5, 0, 2.0], "EVID": [1, 0, 4, 0],
+    ...     "OCC": [1, 1, 2, 2]}))
+    >>> _, obs = build_schedule(ds, nb.OneCompartment(route="iv"))
+    >>> observation_occasions(ds, nb.Occasions(), obs).tolist()
+    [1.0, 2.0]
     """
     ev = _event_occasions(data, occasions)
     is_obs = ((ev["EVID"] == 0) & (ev["MDV"] == 0)).to_numpy()
@@ -128,6 +150,19 @@ def occasion_design(data: Any, occasions: Any, obs: pd.DataFrame, schedule: Any)
 
     Units are numbered by subject (in subject order) then by first appearance of the
     occasion among the subject's observations.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.events import build_schedule
+    >>> ds = nb.read_nonmem(pd.DataFrame({"ID": [1] * 4, "TIME": [0.0, 1.0, 24.0, 25.0],
+    ...     "AMT": [100.0, 0, 100.0, 0], "DV": [0, 2.5, 0, 2.0], "EVID": [1, 0, 4, 0],
+    ...     "OCC": [1, 1, 2, 2]}))
+    >>> schedule, obs = build_schedule(ds, nb.OneCompartment(route="iv"))
+    >>> design = occasion_design(ds, nb.Occasions(), obs, schedule)
+    >>> design.labels, design.obs_unit.tolist(), design.carry_over
+    (('1/1', '1/2'), [0, 1], 0)
     """
     ev = _event_occasions(data, occasions)
     occ = observation_occasions(data, occasions, obs)
@@ -202,6 +237,12 @@ def occasion_draws(
 
     Returns an array ``(S, n_units, k_iov)`` in the order of the fitted
     ``subject_occasion`` and ``param_iov`` coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kappa = occasion_draws(fit, np.arange(100), new_occasions=True,
+    ...                        rng=np.random.default_rng(0))  # doctest: +SKIP
     """
     post = fit.posterior
     omega = post["omega_iov"].transpose("chain", "draw", "param_iov").values

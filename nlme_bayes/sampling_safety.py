@@ -60,7 +60,15 @@ MAX_START_TRIES = 20
 
 @dataclass
 class InterruptWatch:
-    """``fired`` becomes True when SIGINT arrives inside :func:`watch_interrupt`."""
+    """``fired`` becomes True when SIGINT arrives inside :func:`watch_interrupt`.
+
+    Examples
+    --------
+    >>> with watch_interrupt() as watch:
+    ...     pass  # sampling; Ctrl-C here sets watch.fired, then raises as usual
+    >>> watch.fired
+    False
+    """
 
     fired: bool = False
 
@@ -198,6 +206,15 @@ def nonfinite_transitions(stats: xr.Dataset) -> int:
     -------
     int
         0 when the statistics are not recorded.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> stats = xr.Dataset({"max_energy_error": (("chain", "draw"), np.array([[0.1, np.inf, 0.2]])),
+    ...                     "diverging": (("chain", "draw"), np.array([[False, True, False]]))})
+    >>> nonfinite_transitions(stats)
+    1
     """
     if "max_energy_error" not in stats or "diverging" not in stats:
         return 0
@@ -235,6 +252,12 @@ def finite_starts(
     -------
     list of dict
         Untransformed start points, one per chain.
+
+    Examples
+    --------
+    Used by :func:`nlme_bayes.inference.fit` before sampling:
+
+    >>> starts = finite_starts(built, start, seeds=[1, 2, 3, 4])  # doctest: +SKIP
     """
     from pymc.blocking import DictToArrayBijection
     from pymc.initial_point import make_initial_point_fn
@@ -299,6 +322,10 @@ def sample_with_fresh_starts(
     """``sample(**kwargs)``; if our chain starts make it fail, draw finite ones and retry once.
 
     Only for backends that take our per-chain starts (``kwargs["initvals"]`` a list).
+
+    Examples
+    --------
+    >>> tree = sample_with_fresh_starts(sample, kwargs, built, start, seeds)  # doctest: +SKIP
     """
     try:
         return sample(**kwargs)
@@ -321,7 +348,12 @@ def sample_with_fresh_starts(
 def report_interruption(
     fit: Any, interruption: dict[str, Any], path: str | os.PathLike[str] | None
 ) -> None:
-    """Warn that ``fit`` holds the draws so far; save it to ``path`` first when given."""
+    """Warn that ``fit`` holds the draws so far; save it to ``path`` first when given.
+
+    Examples
+    --------
+    >>> report_interruption(fit, fit.info["interrupted"], "partial_fit.nc")  # doctest: +SKIP
+    """
     where = ""
     if path is not None:
         fit.save(path)
