@@ -341,9 +341,7 @@ def test_omega_block_sd_priors_must_share_a_family(theoph):
 
 
 def test_start_point_with_zero_density_is_named(theoph):
-    """A typical value outside its prior's support: refused before sampling, culprit named."""
-    from nlme_bayes.errors import SamplingError
-
+    """A typical value outside its prior's support: refused before building, culprit named."""
     model = _oral(
         parameters=[
             nb.Parameter("CL", typical=0.5, prior=nb.Prior("Uniform", lower=0.01, upper=0.1)),
@@ -351,5 +349,7 @@ def test_start_point_with_zero_density_is_named(theoph):
             nb.Parameter("ka", 1.5),
         ]
     )
-    with pytest.raises(SamplingError, match=r"starting point has zero density for: CL_pop"):
+    with pytest.raises(
+        SpecificationError, match=r"Parameter CL: typical=0.5 is outside the support of its prior"
+    ):
         model.fit(theoph, draws=10, tune=10, chains=1, progressbar=False)
