@@ -82,7 +82,14 @@ _T_DF = 10.0  # degrees of freedom of the t proposal
 
 
 class ForecastWarning(NLMEWarning):
-    """The forecast's Monte Carlo diagnostics (Pareto k, acceptance) flag a problem."""
+    """The forecast's Monte Carlo diagnostics (Pareto k, acceptance) flag a problem.
+
+    Examples
+    --------
+    >>> from nlme_bayes.errors import NLMEWarning
+    >>> issubclass(ForecastWarning, NLMEWarning)
+    True
+    """
 
 
 # =========================================================================== likelihood
@@ -245,6 +252,12 @@ class Forecast:
     map : DataFrame
         MAP estimates at the posterior medians (individual parameters and etas).
     timings : dict
+
+    Examples
+    --------
+    >>> fc = forecast(fit, patient_data)  # doctest: +SKIP
+    >>> fc.diagnostics()  # doctest: +SKIP
+    >>> fig = fc.plot()  # doctest: +SKIP
     """
 
     model: Any
@@ -380,7 +393,12 @@ class Forecast:
         return out
 
     def diagnostics(self) -> pd.DataFrame:
-        """Per patient: levels used, Kish ESS of the weights, Pareto k, MH acceptance rate."""
+        """Per patient: levels used, Kish ESS of the weights, Pareto k, MH acceptance rate.
+
+        Examples
+        --------
+        >>> fc.diagnostics()  # levels, Kish ESS, Pareto k, acceptance per patient  # doctest: +SKIP
+        """
         from .events import build_schedule
 
         _, obs = build_schedule(self.data, self.model.structure)
@@ -427,6 +445,11 @@ class Forecast:
             ``ID, TIME, before_dose`` per predicted time, in schedule order.
         ipred : numpy.ndarray
             ``(S, n_rows)``; weight of draw s for row j: ``weights[patient of row j, s]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> conc = fc.concentration_draws(np.linspace(0, 48, 97))  # doctest: +SKIP
         """
         from .events import build_schedule
         from .regimen import prediction_dataset
@@ -562,6 +585,10 @@ class Forecast:
         Returns
         -------
         matplotlib.figure.Figure
+
+        Examples
+        --------
+        >>> fig = fc.plot()  # levels, median, credible and prediction bands  # doctest: +SKIP
         """
         import matplotlib.pyplot as plt
 

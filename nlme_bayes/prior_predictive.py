@@ -55,6 +55,11 @@ class PriorPredictive:
         subject on a time grid from its first to its last record.
     observations : pandas.DataFrame
         ``ID, TIME, DVID, DV`` of the data (and ``BLQ`` with censoring).
+
+    Examples
+    --------
+    >>> pp = prior_predictive(model, data)  # or model.prior_predictive(data)  # doctest: +SKIP
+    >>> pp.summary()  # doctest: +SKIP
     """
 
     draws: xr.Dataset
@@ -62,7 +67,13 @@ class PriorPredictive:
     observations: pd.DataFrame
 
     def coverage(self, prob: float = 0.9) -> float:
-        """Fraction of observations inside the central ``prob`` prior predictive interval."""
+        """Fraction of observations inside the central ``prob`` prior predictive interval.
+
+        Examples
+        --------
+        >>> pp.coverage(0.9)  # near 1: the priors are wide enough for these data  # doctest: +SKIP
+        1.0
+        """
         if not 0 < prob < 1:
             raise SpecificationError(f"coverage: prob must be in (0, 1), got {prob!r}.")
         sims = self.draws["DV"].values
@@ -71,7 +82,12 @@ class PriorPredictive:
         return float(np.mean((dv >= lo) & (dv <= hi)))
 
     def summary(self, prob: float = 0.9) -> pd.DataFrame:
-        """Prior median and central ``prob`` interval of every population parameter."""
+        """Prior median and central ``prob`` interval of every population parameter.
+
+        Examples
+        --------
+        >>> pp.summary(0.9).loc["CL_pop"]  # doctest: +SKIP
+        """
         rows = []
         lo_p, hi_p = (1 - prob) / 2, (1 + prob) / 2
         for name, da in self.draws.data_vars.items():
@@ -139,6 +155,17 @@ def prior_predictive(
     SpecificationError
         ``n_draws`` or ``n_points`` not a positive integer (and what building the model
         raises).
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> pp = prior_predictive(theophylline_model(), nb.datasets.theophylline(), n_draws=50,
+    ...                       random_seed=1)
+    >>> list(pp.summary().columns)
+    ['median', 'q5%', 'q95%']
+    >>> 0.0 <= pp.coverage(0.9) <= 1.0
+    True
     """
     import pymc as pm
 
