@@ -8,7 +8,7 @@ it:
 
 - a prior with vector parameters where one value is needed;
 - a prior whose support does not fit the parameter (a ``Normal`` prior on a log-normal
-  ``CL`` puts mass on ``CL <= 0``, where ``log(CL)`` is NaN), or a ``typical=`` value
+  ``CL`` puts mass on ``CL < 0``, where ``log(CL)`` is NaN), or a ``typical=`` value
   outside the prior's support (the sampler would start at zero density);
 - a continuous covariate effect (``Power``, ``Exponential``, ``Linear``) on a text column;
 - the same covariate twice on one parameter (the effect would be applied twice);
@@ -26,7 +26,7 @@ Example
 >>> check_specification(model, nb.datasets.theophylline())
 Traceback (most recent call last):
 ...
-nlme_bayes.errors.SpecificationError: Parameter CL: its prior ... puts mass on CL <= 0, ...
+nlme_bayes.errors.SpecificationError: Parameter CL: its prior ... puts mass on CL < 0, ...
 """
 
 from __future__ import annotations
@@ -157,13 +157,13 @@ def _check_support(p: Any, where: str) -> None:
     scale = p.iiv if p.iiv in ("normal", "logit") else "lognormal"
     outside, domain, fix = [], "", ""
     if scale == "lognormal":
-        outside, domain = [-1.0, -1e-3, 0.0], f"{p.name} <= 0"
+        outside, domain = [-1.0, -1e-3], f"{p.name} < 0"
         fix = (
             "a log-normal parameter needs a prior on (0, inf) such as LogNormal, HalfNormal "
             "or Gamma; or use iiv='normal' for a parameter that may be <= 0"
         )
     elif scale == "logit":
-        outside, domain = [-0.5, 0.0, 1.0, 1.5], f"{p.name} outside (0, 1)"
+        outside, domain = [-0.5, -1e-3, 1.001, 1.5], f"{p.name} outside [0, 1]"
         fix = "a logit-normal parameter needs a prior on (0, 1) such as LogitNormal or Beta"
     typical = [] if p.typical is None else [p.typical]
     logps = _logps(prior, tuple(outside + typical))

@@ -40,12 +40,12 @@ CASES = {
     ),
     "prior with mass on CL <= 0": (
         model(P("CL", 0.04, prior=nb.Prior("Normal", mu=0.04, sigma=1))),
-        r"Parameter CL: its prior Prior\('Normal'.*puts mass on CL <= 0, a log-normal .*"
+        r"Parameter CL: its prior Prior\('Normal'.*puts mass on CL < 0, a log-normal .*"
         r"iiv='normal'",
     ),
     "logit parameter with a prior beyond (0, 1)": (
         model(P("CL", 0.04, iiv="logit", prior=nb.Prior("HalfNormal", sigma=1))),
-        r"puts mass on CL outside \(0, 1\), a logit-normal parameter needs",
+        r"puts mass on CL outside \[0, 1\], a logit-normal parameter needs",
     ),
     "typical outside the prior's support": (
         model(P("CL", 0.04, prior=nb.Prior("Uniform", lower=1, upper=2))),
@@ -138,3 +138,19 @@ def test_a_valid_model_passes_quickly(data) -> None:
     from nlme_bayes.preflight import check_specification
 
     check_specification(theophylline_model(), data)  # no error; cached prior checks
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        nb.Prior("HalfNormal", sigma=1.0),
+        nb.Prior("Uniform", lower=0.0, upper=1.0),
+        nb.Prior("Gamma", alpha=2.0, beta=50.0),
+        nb.Prior("LogNormal", mu=-3.0, sigma=1.0),
+        nb.Prior("TruncatedNormal", mu=0.04, sigma=1.0, lower=0.0),
+    ],
+)
+def test_priors_on_the_positive_half_line_are_accepted(prior, data) -> None:
+    from nlme_bayes.preflight import check_specification
+
+    check_specification(model(P("CL", 0.04, prior=prior)), data)  # 0 itself is allowed
