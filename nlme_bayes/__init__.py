@@ -27,8 +27,11 @@ from . import (
     comparison,
     datasets,
     diagnostics,
+    dosing,
     estimation,
+    forecast,
     marginal,
+    regimen,
     residuals,
     selection,
     shrinkage,
@@ -36,6 +39,7 @@ from . import (
     vpc,
 )
 from .data import NonmemDataset, read_nonmem
+from .dosing import Target
 from .errors import (
     ConvergenceWarning,
     DatasetError,
@@ -47,6 +51,7 @@ from .errors import (
 from .io import load
 from .model import Model
 from .priors import Prior
+from .regimen import Regimen
 from .results import Fit
 from .spec import (
     BLQ,
@@ -68,6 +73,11 @@ __all__ = [
     "__version__",
     "datasets",
     "comparison",
+    "dosing",
+    "forecast",
+    "regimen",
+    "Regimen",
+    "Target",
     "diagnostics",
     "estimation",
     "marginal",

@@ -221,7 +221,9 @@ def test_recommended_doses_attain_the_target_as_often_as_stated():
         trough = bolus_concentration([t1], doses, cl[i], v[i], before_dose=True)[0]
         hits[i] = LOW <= trough <= HIGH
     se = np.sqrt(np.sum(stated * (1 - stated))) / n
-    print(f"hit rate {hits.mean():.3f} vs mean stated probability {stated.mean():.3f} (SE {se:.3f})")
+    print(
+        f"hit rate {hits.mean():.3f} vs mean stated probability {stated.mean():.3f} (SE {se:.3f})"
+    )
     assert stated.mean() - 2.5 * se <= hits.mean() <= stated.mean() + 3 * se
     # individualisation helps: the stated probabilities are far above a population dose's
     assert stated.mean() > 0.5

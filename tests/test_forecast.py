@@ -173,7 +173,9 @@ def test_map_matches_an_independent_optimisation(fit):
     fm = forecast(fit, rec, method="map", n_draws=500)
     assert (fm.index == -1).all() and fm.n_draws == 500
     s = fm.summary()
-    assert s.loc[(1, "eta_CL"), "mean"] == pytest.approx(best.x[0], abs=4 * s.loc[(1, "eta_CL"), "mcse"])
+    assert s.loc[(1, "eta_CL"), "mean"] == pytest.approx(
+        best.x[0], abs=4 * s.loc[(1, "eta_CL"), "mcse"]
+    )
 
 
 def test_predictions_bands_and_population_band(held_fc):

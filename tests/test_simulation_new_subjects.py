@@ -77,7 +77,7 @@ def test_simulation_at_fixed_parameters_is_the_exact_prediction():
     wt = {1: 1.1, 2: 2.4}
     lt5 = {1: 1, 2: 0}
     for s in range(3):
-        for j, sid in enumerate(sim["subject"].values):
+        for j in range(sim.sizes["subject"]):
             design_id = 1 + j % 2
             sel = sim["subject_index"].values == j
             t = sim["TIME"].values[sel]
@@ -235,8 +235,12 @@ def test_tables_and_prediction_intervals():
     assert len(long) == 10 * 150
     assert {"draw", "ID", "TIME", "DVID", "before_dose", "IPRED", "PRED", "DV"} <= set(long)
     pi = prediction_intervals(sim, var="IPRED", probs=(0.1, 0.5, 0.9))
-    assert pi[["TIME", "before_dose"]].values.tolist() == [[12.0, False], [12.0, True], [30.0, False]]
-    sel = (sim["TIME"].values == 30.0)
+    assert pi[["TIME", "before_dose"]].values.tolist() == [
+        [12.0, False],
+        [12.0, True],
+        [30.0, False],
+    ]
+    sel = sim["TIME"].values == 30.0
     expected = np.quantile(sim["IPRED"].values[:, sel].ravel(), [0.1, 0.5, 0.9])
     np.testing.assert_allclose(pi.iloc[2][["q0.1", "q0.5", "q0.9"]].to_numpy(float), expected)
     # the dose at 12 h: just after it, higher than just before (by dose / V)
@@ -327,7 +331,9 @@ def test_simulate_rejects_bad_sources_and_designs():
         simulate(pheno_model(), 42, times=[1.0], uncertainty=PHENO_POINT)
     no_obs = nb.NonmemDataset.from_records(dose_records(Regimen(1.0)))
     with pytest.raises(SpecificationError, match="has no observation records"):
-        simulate(pheno_model(), no_obs, uncertainty=PHENO_POINT, covariates={"WT": 1, "APGAR_LT5": 0})
+        simulate(
+            pheno_model(), no_obs, uncertainty=PHENO_POINT, covariates={"WT": 1, "APGAR_LT5": 0}
+        )
     with pytest.raises(SpecificationError, match="Linear covariate factor"):
         simulate(
             pheno_model(), Regimen(1.0), times=[1.0], uncertainty=PHENO_POINT,
