@@ -11,13 +11,13 @@ Likelihood of an observation with prediction ``f`` and residual SD ``s`` (:func:
     Normal-family error models (Additive, Proportional, Combined), ``Phi`` the standard
     normal CDF:
 
-    ==========  =============================================  =================================
-    method      censored (below its LLOQ ``L``)                quantified (``y``)
-    ==========  =============================================  =================================
-    ``M3``      ``log Phi((L - f)/s)``                         ``log N(y; f, s)``
-    ``M4``      ``log[Phi((L-f)/s) - Phi(-f/s)] - log Phi(f/s)``  ``log N(y; f, s) - log Phi(f/s)``
-    ``M1``      0 (dropped)                                    ``log N(y; f, s)``
-    ==========  =============================================  =================================
+    ======  ================================================  ===================================
+    method  censored (below its LLOQ ``L``)                   quantified (``y``)
+    ======  ================================================  ===================================
+    ``M3``  ``log Phi((L - f)/s)``                            ``log N(y; f, s)``
+    ``M4``  ``log[Phi((L-f)/s) - Phi(-f/s)] - log Phi(f/s)``  ``log N(y; f, s) - log Phi(f/s)``
+    ``M1``  0 (dropped)                                       ``log N(y; f, s)``
+    ======  ================================================  ===================================
 
     ``LogAdditive`` error: the same on the log scale (``log L`` against ``log f``); DV is
     positive anyway, so M4 equals M3.
