@@ -672,7 +672,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
-        print(f"nlme-bayes {command}: interrupted", file=sys.stderr)
+        hint = (
+            "; finished fits are recorded: run the same command again to continue"
+            if command == "batch"
+            else ""
+        )
+        print(f"nlme-bayes {command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         err = _classify(exc)

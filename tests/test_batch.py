@@ -136,6 +136,7 @@ def test_plan_glob_datasets(plan_dir):
         ({"fits": []}, r"no \[\[fits\]\] block"),
         ({"cluster": {"kind": "kubernetes"}}, r"kind 'kubernetes' is not valid; choose one of"),
         ({"plan": {"max_attempts": 0}}, r"max_attempts must be an integer >= 1"),
+        ({"sampler": {"sampler": "pymc", "cores": 2}}, r"a Dask worker process cannot start"),
     ],
 )
 def test_plan_errors_name_table_and_key(plan_dir, change, match):
@@ -243,6 +244,20 @@ def test_slurm_example_plan_makes_a_valid_job_script():
         script = cluster.job_script()
     assert "#SBATCH -p short" in script and "#SBATCH -A pk-modelling" in script
     assert "#SBATCH -t 01:00:00" in script and "--qos=normal" in script
+
+
+def test_one_run_per_output_folder(plan_dir, tmp_path):
+    import fcntl
+
+    plan = _plan(plan_dir, "locked")
+    plan.output.mkdir()
+    with open(plan.output / ".lock", "a+") as fh:
+        fh.write("pid 12345 on elsewhere\n")
+        fh.flush()
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run in progress
+        with pytest.raises(PlanError, match=r"another run is using .*pid 12345 on elsewhere"):
+            run_plan(plan, dry_run=True)
+    assert len(run_plan(plan, dry_run=True).ran) == 6  # free again
 
 
 # ---------------------------------------------------------------------------- manifest

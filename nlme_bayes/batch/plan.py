@@ -237,6 +237,12 @@ def _fit_settings(table: Mapping[str, Any], base: Mapping[str, Any], where: str)
         if not ok:
             raise PlanError(f"{where}: {k} must be {expected.__name__}, got {v!r}.")
         out[k] = v
+    if out["sampler"] == "pymc" and out["cores"] > 1:
+        raise PlanError(
+            f"{where}: sampler = 'pymc' with cores = {out['cores']}: PyMC runs parallel chains in "
+            "child processes, which a Dask worker process cannot start; use cores = 1 (the "
+            "workers run fits in parallel) or sampler = 'nutpie' (chains in threads)."
+        )
     return out
 
 

@@ -24,11 +24,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,40 @@ def run_plan(
     if attempts < 1:
         raise PlanError(f"max_attempts must be >= 1, got {max_attempts!r}.")
     plan.output.mkdir(parents=True, exist_ok=True)
+    with _exclusive(plan.output):
+        return _run(plan, client, progress, rerun_changed, attempts, dry_run)
+
+
+@contextlib.contextmanager
+def _exclusive(output: Path) -> Iterator[None]:
+    """One run per output folder at a time (an advisory lock on ``<output>/.lock``)."""
+    import fcntl
+
+    from ..provenance import host
+
+    with open(output / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise PlanError(
+                f"another run is using {output} ({holder}); wait for it to finish, or "
+                "choose another output folder."
+            ) from exc
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {host()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(
+    plan: Plan, client: Any, progress: bool, rerun_changed: bool, attempts: int, dry_run: bool
+) -> RunSummary:
     manifest = Manifest(plan.manifest_path)
     prep = _prepare(plan, manifest, rerun_changed, attempts)
     summary = RunSummary(
