@@ -168,6 +168,8 @@ def resolve_references(model: Any, data: Any) -> Any:
             ref = getattr(eff, "reference", None)
             if isinstance(ref, str) and ref in ("median", "mean"):
                 base = _baseline(data, eff.covariate)
+                if base.isna().any():  # the data layer's error names the rows
+                    data.covariate_table([eff.covariate], time_varying="baseline")
                 if base.isna().any() or not pd.api.types.is_numeric_dtype(base):
                     raise SpecificationError(
                         f"{type(eff).__name__}({eff.covariate!r}) on {p.name}: reference={ref!r} "

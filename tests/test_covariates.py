@@ -147,6 +147,12 @@ def test_model_imputation_option_errors(rules, match):
         _model(nb.Power("WT", reference=70), impute_covariates=rules)
 
 
+def test_missing_value_with_a_reference_rule_names_the_rows():
+    ds = nb.read_nonmem(_data(wt=(60.0, np.nan, 100.0)))
+    with pytest.raises(nb.DatasetError, match=r"WT: missing value at row 3 \(ID 2\)"):
+        _model(nb.Power("WT", reference="median")).build(ds)
+
+
 def test_covariate_not_in_data():
     ds = nb.read_nonmem(_data())
     with pytest.raises(nb.SpecificationError, match=r"covariate\(s\) CRCL not in the data"):
