@@ -128,10 +128,12 @@ html_theme_options = {
     "navbar_align": "left",
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
-    "secondary_sidebar_items": ["page-toc"],
+    # notebook pages: no sidebars, so that their figures get the whole width
+    "secondary_sidebar_items": {"*": ["page-toc"], "user_guide/*": ["page-toc"],
+                                "api/**": ["page-toc"], "gallery/**": ["page-toc"],
+                                "examples/*": []},
 }
 # pages without sub-pages: no (empty) section navigation on the left, more room for figures
-html_sidebars = {
-    page: [] for page in ("index", "getting_started", "concepts", "migration", "contributing_docs")
-}
+_NO_NAVIGATION = ("index", "getting_started", "concepts", "migration", "contributing_docs")
+html_sidebars = {page: [] for page in (*_NO_NAVIGATION, "examples/*")}
 html_show_sourcelink = False
