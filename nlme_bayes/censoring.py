@@ -141,6 +141,28 @@ def _by_row(data: Any, column: str, obs: pd.DataFrame) -> pd.Series:
     return pd.Series(rec.loc[obs["ROW"].to_numpy()].to_numpy(), index=obs.index)
 
 
+def _warn_flagged_non_observations(data: Any, flag: str) -> None:
+    """BLQ-flagged records with MDV 1 (e.g. DV left empty) are not observations: say so."""
+    import warnings
+
+    from .data_validation import format_where
+    from .errors import DatasetWarning
+
+    rec = data.records
+    with np.errstate(invalid="ignore"):
+        flagged = pd.to_numeric(rec[flag], errors="coerce").to_numpy() == 1
+    lost = flagged & (rec["EVID"].to_numpy() == 0) & (rec["MDV"].to_numpy() == 1)
+    if lost.any():
+        where = format_where(rec["ROW"].to_numpy()[lost], rec["ID"].to_numpy()[lost])
+        warnings.warn(
+            f"{flag}: {int(lost.sum())} record(s) flagged below the LLOQ are not observations "
+            f"(MDV=1, e.g. an empty DV) at {where}, so no BLQ method sees them; to use them as "
+            "censored observations give them a DV (e.g. the LLOQ) and MDV=0.",
+            DatasetWarning,
+            stacklevel=3,
+        )
+
+
 def censoring_info(data: Any, blq: Any, obs: pd.DataFrame) -> CensoringInfo | None:
     """Which observations of ``obs`` are censored, and their LLOQ; None without censoring.
 
@@ -176,6 +198,7 @@ def censoring_info(data: Any, blq: Any, obs: pd.DataFrame) -> CensoringInfo | No
     flag = flag_column(data, blq)
     flags = None
     if flag is not None:
+        _warn_flagged_non_observations(data, flag)
         values = _by_row(data, flag, obs)
         if not pd.api.types.is_numeric_dtype(values):
             raise DatasetError(f"{flag}: the censoring flag must be 0 or 1, got text.")

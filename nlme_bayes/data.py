@@ -12,6 +12,13 @@ Missing values
     ``"."`` (NONMEM), an empty cell, ``NA``, ``NaN`` and ``nan`` are missing.
 Observations
     Records with ``EVID == 0`` and ``MDV == 0``.  ``DV`` of any other record is not used.
+Columns with a role in a model
+    ``LLOQ`` (lower limit of quantification, DV units), ``BLQ`` or ``CENS`` (1 = below the
+    LLOQ, 0 = quantified) and ``OCC`` (occasion) are kept as they are, like covariates; the
+    model gives them their meaning (``Model(blq=BLQ(...))``, see :mod:`nlme_bayes.censoring`;
+    ``Model(occasions=Occasions("OCC"))``, see :mod:`nlme_bayes.occasions`), which checks
+    them and names the offending rows. A censored record must be an observation (``EVID``
+    0, ``MDV`` 0) with some ``DV`` (often the LLOQ or 0; it is replaced by the LLOQ).
 Subjects
     Identified by ``ID`` (numbers or text), in order of first appearance; each subject's
     records must be contiguous and ``TIME`` non-decreasing within a subject, except that a

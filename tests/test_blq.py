@@ -44,6 +44,16 @@ def test_without_flags_dv_below_lloq_is_censored():
     assert info.censored.tolist() == [False, True, True]
 
 
+def test_flagged_records_that_are_not_observations_are_reported():
+    frame = pd.DataFrame(
+        {"ID": [1, 1, 1], "TIME": [0.0, 1.0, 8.0], "AMT": [10, 0, 0], "DV": [".", 5.0, "."],
+         "BLQ": [0, 0, 1]}
+    )  # fmt: skip
+    ds = nb.read_nonmem(frame)  # the empty DV makes MDV 1 on row 3
+    with pytest.warns(nb.DatasetWarning, match=r"BLQ: 1 record\(s\) flagged .* at row 3"):
+        assert censoring_info(ds, nb.BLQ("M3", lloq=0.5), ds.observations()).n_censored == 0
+
+
 def test_no_censoring_without_blq_or_flags():
     ds, obs = _data(BLQ=[0, 0, 0, 0])
     assert censoring_info(ds, None, obs) is None
