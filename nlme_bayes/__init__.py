@@ -36,6 +36,7 @@ from . import (
     selection,
     shrinkage,
     simulation,
+    templates,
     vpc,
 )
 from .data import NonmemDataset, read_nonmem
@@ -68,6 +69,7 @@ from .spec import (
     Proportional,
 )
 from .structural import OneCompartment, ThreeCompartment, TwoCompartment
+from .structural.algebraic import Algebraic
 
 __all__ = [
     "__version__",
@@ -85,6 +87,7 @@ __all__ = [
     "selection",
     "shrinkage",
     "simulation",
+    "templates",
     "vpc",
     "read_nonmem",
     "NonmemDataset",
@@ -105,6 +108,7 @@ __all__ = [
     "OneCompartment",
     "TwoCompartment",
     "ThreeCompartment",
+    "Algebraic",
     "Fit",
     "load",
     "NLMEError",

@@ -387,6 +387,8 @@ def _pop_from_mapping(model: Any, params: Mapping[str, Any], sigma_names: list[s
 # =========================================================================== integration
 def _tile(s: EventSchedule, t: int) -> EventSchedule:
     """``t`` independent copies of a schedule (copy r has subjects r*n .. r*n + n - 1)."""
+    if hasattr(s, "tile"):  # schedules of other structure kinds (algebraic) tile themselves
+        return s.tile(t)
     reps = np.arange(t)[:, None]
 
     def pairs(p: DosePairs) -> DosePairs:

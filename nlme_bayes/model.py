@@ -332,8 +332,10 @@ class Model:
         ('CL', 'V', 'ka')
         """
         from . import structural
+        from .structural.algebraic import Algebraic
 
         registry = {name: getattr(structural, name) for name in structural.__all__}
+        registry["Algebraic"] = Algebraic
         registry["Model"] = cls
         out = spec_from_dict(dict(d), registry)
         if not isinstance(out, Model):
