@@ -61,7 +61,14 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONVERGENCE, EXIT_BATCH, EXIT_INTERRUPTED
 
 
 class CLIError(Exception):
-    """A reason to stop with a one-line message and an exit code."""
+    """A reason to stop with a one-line message and an exit code.
+
+    Examples
+    --------
+    >>> err = CLIError("no such file: study.csv")
+    >>> err.code, str(err)
+    (2, 'no such file: study.csv')
+    """
 
     def __init__(self, message: str, code: int = EXIT_INPUT, details: Sequence[str] = ()):
         super().__init__(message)

@@ -220,7 +220,14 @@ class Template:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Template:
-        """Parse and check a template file (see the files in ``model_templates/``)."""
+        """Parse and check a template file (see the files in ``model_templates/``).
+
+        Examples
+        --------
+        >>> t = Template.from_file(template_dirs()[0] / "one_cmt_oral.toml")
+        >>> t.name
+        'one_cmt_oral'
+        """
         path = Path(path)
         where = f"template {path.name}"
         try:
@@ -278,7 +285,13 @@ class Template:
 
     # ------------------------------------------------------------------ model
     def model(self, **options: Any) -> Model:
-        """The template's :class:`~nlme_bayes.Model`, customised by ``options`` (:func:`load`)."""
+        """The template's :class:`~nlme_bayes.Model`, customised by ``options`` (:func:`load`).
+
+        Examples
+        --------
+        >>> get("one_cmt_oral").model(iiv={"ka": None}).iiv_names
+        ('CL', 'V')
+        """
         return _build(self, dict(options))
 
     @property

@@ -64,26 +64,52 @@ EXAMPLES = ("pheno", "theophylline")
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A reference to a model: ``kind`` (one of :data:`MODEL_KINDS`), ``ref``, ``options``."""
+    """A reference to a model: ``kind`` (one of :data:`MODEL_KINDS`), ``ref``, ``options``.
+
+    Examples
+    --------
+    >>> load_model(ModelSource("template", "one_cmt_oral")).parameter_names
+    ('CL', 'V', 'ka')
+    """
 
     kind: str
     ref: str
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
+        """``kind:ref`` and the options, as the manifest and the results table show it.
+
+        Examples
+        --------
+        >>> ModelSource("template", "two_cmt_oral", {"iiv": {"ka": "none"}}).describe()
+        'template:two_cmt_oral {"iiv": {"ka": "none"}}'
+        """
         opts = f" {json.dumps(dict(self.options), sort_keys=True)}" if self.options else ""
         return f"{self.kind}:{self.ref}{opts}"
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """A reference to a dataset: ``kind`` ``"path"`` or ``"builtin"``, ``ref``, ``column_map``."""
+    """A reference to a dataset: ``kind`` ``"path"`` or ``"builtin"``, ``ref``, ``column_map``.
+
+    Examples
+    --------
+    >>> load_data(DataSource("builtin", "theophylline")).n_subjects
+    12
+    """
 
     kind: str
     ref: str
     column_map: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
+        """``kind:ref`` and the column map, as the manifest and the results table show it.
+
+        Examples
+        --------
+        >>> DataSource("builtin", "theophylline").describe()
+        'builtin:theophylline'
+        """
         cmap = f" {json.dumps(dict(self.column_map), sort_keys=True)}" if self.column_map else ""
         return f"{self.kind}:{self.ref}{cmap}"
 
@@ -127,6 +153,15 @@ def load_model_file(path: str | os.PathLike[str], options: Mapping[str, Any] | N
     SpecificationError
         Not a ``.py`` file, or it defines neither ``model`` nor ``make_model``, or what it
         defines is not a :class:`~nlme_bayes.Model`.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "my_model.py"
+    >>> code = ["from nlme_bayes.examples import pheno_model", "model = pheno_model()"]
+    >>> _ = path.write_text(chr(10).join(code))
+    >>> load_model_file(path).name
+    'pheno'
     """
     from ..model import Model
 
@@ -210,6 +245,11 @@ def load_model(source: ModelSource, *, base: str | os.PathLike[str] | None = Non
         Unknown kind, template or example (the valid ones are listed), bad options.
     FileNotFoundError
         A model file or JSON file that does not exist.
+
+    Examples
+    --------
+    >>> load_model(ModelSource("example", "theophylline")).name
+    'theophylline_1cmt_oral'
     """
     kind, ref, options = source.kind, source.ref, dict(source.options)
     if kind == "template":
@@ -255,6 +295,11 @@ def load_data(source: DataSource, *, base: str | os.PathLike[str] | None = None)
         No such file.
     SpecificationError
         Unknown built-in dataset or kind.
+
+    Examples
+    --------
+    >>> load_data(DataSource("builtin", "phenobarbital")).n_observations
+    155
     """
     from .. import datasets
     from ..data import read_nonmem

@@ -47,7 +47,16 @@ __all__ = ["Manifest", "file_sha256", "results_table"]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (hex)."""
+    """SHA-256 of a file's bytes (hex).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> _ = path.write_text("abc")
+    >>> file_sha256(path)[:16]
+    'ba7816bf8f01cfea'
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -56,14 +65,31 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 class Manifest:
-    """Append-only JSON-lines record of a plan's attempts (see the module docstring)."""
+    """Append-only JSON-lines record of a plan's attempts (see the module docstring).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> manifest = Manifest(pathlib.Path(tempfile.mkdtemp()) / "manifest.jsonl")
+    >>> manifest.append({"task": "m1.theo.default.s1", "status": "done"})
+    >>> [r["status"] for r in manifest.records()]
+    ['done']
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.skipped_lines = 0
 
     def records(self) -> list[dict[str, Any]]:
-        """Every readable line, in order (a torn or foreign line is skipped with a warning)."""
+        """Every readable line, in order (a torn or foreign line is skipped with a warning).
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> manifest = Manifest(pathlib.Path(tempfile.mkdtemp()) / "manifest.jsonl")
+        >>> manifest.records()
+        []
+        """
         if not self.path.exists():
             return []
         out, bad = [], 0
@@ -90,7 +116,16 @@ class Manifest:
         return out
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Add one line and make it durable (flush + fsync) before returning."""
+        """Add one line and make it durable (flush + fsync) before returning.
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> manifest = Manifest(pathlib.Path(tempfile.mkdtemp()) / "manifest.jsonl")
+        >>> manifest.append({"task": "a", "status": "failed", "error": "SamplingError: ..."})
+        >>> len(manifest.records())
+        1
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(dict(record), sort_keys=True, default=_json_default)
         with self.path.open("a+b") as fh:
@@ -112,6 +147,14 @@ class Manifest:
             ``done`` (the latest "done" record or None), ``failures`` (failed attempts),
             ``last_error`` (of the latest failure), ``other_fingerprint`` (a "done" record
             of the same task with different inputs, if any).
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> manifest = Manifest(pathlib.Path(tempfile.mkdtemp()) / "manifest.jsonl")
+        >>> manifest.append({"task": "a", "fingerprint": "f1", "status": "failed", "error": "boom"})
+        >>> manifest.history("a", "f1")["failures"]
+        1
         """
         done, failures, last_error, other = None, 0, None, None
         for rec in records if records is not None else self.records():

@@ -55,7 +55,14 @@ _SCALE_KEYS = ("jobs", "minimum_jobs", "maximum_jobs")
 
 @dataclass
 class RunSummary:
-    """What a run did. ``ok`` is true when every task of the plan has its results."""
+    """What a run did. ``ok`` is true when every task of the plan has its results.
+
+    Examples
+    --------
+    >>> summary = run_plan(plan)  # doctest: +SKIP
+    >>> summary.ok, summary.ran, summary.failed  # doctest: +SKIP
+    >>> summary.table.head()  # one row per fit: estimates and diagnostics  # doctest: +SKIP
+    """
 
     plan: str
     output: Path
@@ -117,6 +124,12 @@ def make_cluster(spec: Mapping[str, Any]) -> Any:
     ------
     PlanError
         A keyword the cluster class does not take, or ``dask-jobqueue`` not installed.
+
+    Examples
+    --------
+    >>> cluster = make_cluster({"kind": "local", "n_workers": 2})  # doctest: +SKIP
+    >>> cluster = make_cluster({"kind": "slurm", "cores": 4, "memory": "8GB",
+    ...                         "walltime": "02:00:00", "jobs": 10})  # doctest: +SKIP
     """
     kind = spec.get("kind", "local")
     options = {k: v for k, v in spec.items() if k not in ("kind", "address", *_SCALE_KEYS)}
@@ -398,6 +411,15 @@ def run_plan(
         Existing results from different inputs (without ``rerun_changed``), a bad cluster.
     DatasetError, SpecificationError, FileNotFoundError
         A model or dataset of the plan cannot be loaded (nothing has run).
+
+    Examples
+    --------
+    >>> from nlme_bayes import batch
+    >>> plan = batch.parse_plan({"plan": {"output": "out"},
+    ...     "models": {"m1": {"example": "theophylline"}},
+    ...     "datasets": {"theo": {"builtin": "theophylline"}},
+    ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1, 2]}]}, root=".")
+    >>> summary = run_plan(plan)  # doctest: +SKIP
     """
     attempts = plan.max_attempts if max_attempts is None else int(max_attempts)
     if attempts < 1:

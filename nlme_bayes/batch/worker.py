@@ -21,7 +21,13 @@ _CACHE: Any = None  # this process's CompileCache (one per worker process)
 
 
 def worker_cache() -> Any:
-    """The compile cache of this process (created on first use)."""
+    """The compile cache of this process (created on first use).
+
+    Examples
+    --------
+    >>> worker_cache() is worker_cache()
+    True
+    """
     global _CACHE
     if _CACHE is None:
         from ..compiled import CompileCache
@@ -88,6 +94,14 @@ def run_task(payload: dict[str, Any]) -> dict[str, Any]:
         ``fit_options``, ``path`` (results file), ``output`` (the output folder; the file
         must lie inside it), ``reuse`` (bool), ``record`` (fields copied into the record:
         plan, model/dataset/settings names, inputs, fingerprint, attempt).
+
+    Examples
+    --------
+    Called on a Dask worker by :func:`nlme_bayes.batch.runner.run_plan`:
+
+    >>> record = run_task(payload)  # doctest: +SKIP
+    >>> record["status"]  # doctest: +SKIP
+    'done'
     """
     import socket
 
