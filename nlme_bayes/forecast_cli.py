@@ -46,7 +46,15 @@ class _InputError(Exception):
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``forecast`` sub-command to an ``argparse`` sub-parsers object."""
+    """Add the ``forecast`` sub-command to an ``argparse`` sub-parsers object.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="nlme-bayes")
+    >>> add_parser(parser.add_subparsers(dest="command")).prog
+    'nlme-bayes forecast'
+    """
     p = subparsers.add_parser(
         "forecast",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -257,6 +265,13 @@ def run(args: argparse.Namespace) -> int:
 
     Bad input (missing files, invalid records or targets) is reported on stderr in one line
     and gives exit code 2; any other failure of the computation gives 1.
+
+    Examples
+    --------
+    From a shell: ``nlme-bayes forecast fit.nc patient.csv``; from Python, with parsed arguments:
+
+    >>> run(parser.parse_args(["forecast", "fit.nc", "patient.csv"]))  # doctest: +SKIP
+    0
     """
     from .errors import DatasetError, NLMEError
 
@@ -284,7 +299,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: ``python -m nlme_bayes.forecast_cli RESULTS PATIENT ...``."""
+    """Standalone entry point: ``python -m nlme_bayes.forecast_cli RESULTS PATIENT ...``.
+
+    Examples
+    --------
+    >>> main(["fit.nc", "patient.csv"])  # doctest: +SKIP
+    0
+    """
     import warnings
 
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")

@@ -69,6 +69,12 @@ class AlgebraicFunction:
         The individual parameters ``params`` holds, in canonical order.
     equation : str
         A short plain-text formula (for ``describe()``).
+
+    Examples
+    --------
+    >>> f = FUNCTIONS["logistic"]
+    >>> f.parameters, f.equation
+    (('Asym', 'xmid', 'scal'), 'Asym/(1 + exp((xmid - x)/scal))')
     """
 
     name: str
@@ -248,7 +254,15 @@ class AlgebraicSchedule:
                 )
 
     def tile(self, t: int) -> AlgebraicSchedule:
-        """``t`` independent copies (copy ``r`` has subjects ``r*n .. r*n + n - 1``)."""
+        """``t`` independent copies (copy ``r`` has subjects ``r*n .. r*n + n - 1``).
+
+        Examples
+        --------
+        >>> s = AlgebraicSchedule(n_subjects=1, n_obs=2, obs_subject=np.array([0, 0]),
+        ...                       obs_time=np.array([1.0, 2.0]), x=np.array([1.0, 2.0]))
+        >>> s.tile(2).obs_subject.tolist()
+        [0, 0, 1, 1]
+        """
         reps = np.arange(t)[:, None]
         return AlgebraicSchedule(
             n_subjects=self.n_subjects * t,
