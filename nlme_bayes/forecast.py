@@ -555,13 +555,18 @@ class Forecast:
         rec = self.data.events()
         for pid in self.patient_ids:
             r = rec[rec["ID"] == pid]
-            doses = r.loc[r["EVID"].isin((1, 4)), "TIME"].to_numpy(float)
+            d = r[r["EVID"].isin((1, 4))]
+            rate = d["RATE"].to_numpy(float)
+            ends = (d["TIME"] + d["AMT"] / np.where(rate > 0, rate, 1.0))[rate > 0]
+            doses = np.concatenate([d["TIME"].to_numpy(float), ends.to_numpy(float)])
             end = float(r["TIME"].max()) if len(r) else 0.0
             if pid in extra:
-                new = extra[pid]["TIME"].to_numpy(float)
-                doses = np.concatenate([doses, new])
+                x = extra[pid]
+                rate = x["RATE"].to_numpy(float)
+                ends = (x["TIME"] + x["AMT"] / np.where(rate > 0, rate, 1.0))[rate > 0]
+                doses = np.concatenate([doses, x["TIME"].to_numpy(float), ends.to_numpy(float)])
                 regs = _as_regimens(_regimen_for(regimen, pid))
-                end = max(end, max(x.end for x in regs))
+                end = max(end, max(g.end for g in regs))
             end = end if end > 0 else 24.0
             grid = np.linspace(0.0, end, int(n_points))
             t = np.concatenate([grid, doses, doses])
@@ -794,7 +799,7 @@ def forecast(
     """
     from .marginal import _chol, _cov_table, _pop_from_mapping, _sigma_names, _typical_values
     from .marginal import population_parameters as point_of
-    from .trial_simulation import _fit_dvids, _pop_take, _population
+    from .trial_simulation import _fit_dvids, _is_fit, _model_of, _pop_take, _population
 
     if method not in METHODS:
         raise SpecificationError(
@@ -804,7 +809,12 @@ def forecast(
         raise SpecificationError(f"n_steps must be a positive int, got {n_steps!r}.")
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
-    model = fit.model
+    if not _is_fit(fit):
+        raise SpecificationError(
+            f"forecast needs a Fit (the population posterior), got {type(fit).__name__}; fit "
+            "the model first, or load a results file with nlme_bayes.load."
+        )
+    model = _model_of(fit)
     data = _as_patients(fit, data)
     ids = tuple(data.subject_ids)
     integ = _integrator(model, data)

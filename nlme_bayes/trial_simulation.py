@@ -112,10 +112,21 @@ def _is_fit(source: Any) -> bool:
 
 def _model_of(source: Any) -> Any:
     if _is_fit(source):
-        return source.model
-    if hasattr(source, "parameter_names") and hasattr(source, "structure"):
-        return source
-    raise SpecificationError(f"expected a Fit or a Model, got {type(source).__name__}: {source!r}.")
+        model = source.model
+    elif hasattr(source, "parameter_names") and hasattr(source, "structure"):
+        model = source
+    else:
+        raise SpecificationError(
+            f"expected a Fit or a Model, got {type(source).__name__}: {source!r}."
+        )
+    if getattr(model, "occasions", None) is not None:
+        raise SpecificationError(
+            "New subjects of a model with inter-occasion variability: their occasion effects "
+            "(kappa) are not simulated or forecast yet, and leaving them out would understate "
+            "the variability. Use simulate_replicates for the fitted design, or a model "
+            "without iov=True."
+        )
+    return model
 
 
 def _pop_take(pop: Any, idx: np.ndarray) -> Any:

@@ -271,6 +271,36 @@ def test_forecast_data_errors(fit):
         forecast(fit, bad, n_draws=50).summary(ci_prob=1.5)
 
 
+def test_forecast_needs_a_fit_and_refuses_occasion_effects(fit):
+    from types import SimpleNamespace
+
+    rec = patient_records(HISTORY, observations={2.0: 17.0}, covariates=COVS)
+    with pytest.raises(SpecificationError, match="forecast needs a Fit"):
+        forecast(fit.model, rec)
+    iov = fit.model.replace(
+        parameters=(fit.model.parameter("CL").__class__(**{**vars(fit.model.parameter("CL")),
+                                                           "iov": True}),
+                    fit.model.parameter("V")),
+        occasions=nb.Occasions(column="OCC"),
+    )  # fmt: skip
+    with pytest.raises(SpecificationError, match="inter-occasion variability"):
+        forecast(SimpleNamespace(model=iov, posterior=fit.posterior), rec)
+
+
+def test_default_prediction_grid_has_doses_and_infusion_ends(fit):
+    rec = patient_records(
+        [Regimen(20.0, duration=0.5), Regimen(3.0, interval=12.0, n_doses=2, start=12.0)],
+        observations={5.0: 15.0},
+        covariates=COVS,
+    )
+    fc = forecast(fit, rec, n_draws=100)
+    pred = fc.predict(n_points=10, population=False)
+    for td in (0.0, 0.5, 12.0, 24.0):  # each dose and infusion end: just before and after
+        assert set(pred.loc[pred["TIME"] == td, "before_dose"]) == {True, False}
+    peak = pred[(pred["TIME"] == 0.5) & ~pred["before_dose"]]["IPRED"].iloc[0]
+    assert peak == pytest.approx(pred["IPRED"][pred["TIME"] <= 5].max())
+
+
 def test_weighted_quantile_matches_numpy_for_equal_weights():
     x = np.random.default_rng(0).normal(size=(4001, 3))
     q = weighted_quantile(x, np.ones(4001), [0.05, 0.5, 0.95])

@@ -352,3 +352,14 @@ def test_sigma_names_follow_the_fits_dvids():
     assert sigma_for_dvids(model, [1, 2], [1, 2], sigma) == sigma
     with pytest.raises(SpecificationError, match="DVID \\[3\\] has no residual error model"):
         sigma_for_dvids(model, [1, 2], [3], sigma)
+
+
+def test_models_with_occasion_effects_are_refused():
+    model = nb.Model(
+        structure=nb.OneCompartment(route="iv"),
+        parameters=[nb.Parameter("CL", 1.0, iov=True), nb.Parameter("V", 10.0)],
+        occasions=nb.Occasions(column="OCC"),
+    )
+    point = {"CL_pop": 1.0, "V_pop": 10.0, "omega": {"CL": 0.2, "V": 0.2}, "sigma_add": 0.1}
+    with pytest.raises(SpecificationError, match="inter-occasion variability"):
+        simulate(model, Regimen(10.0), times=[1.0], uncertainty=point)
