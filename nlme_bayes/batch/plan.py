@@ -37,6 +37,13 @@ A plan (see ``examples/plans/`` for complete ones)::
     settings = ["default"]    # optional
     seeds = [1, 2, 3]         # or { first = 1, count = 20 }
 
+``reuse_compiled = true`` (the default) samples every fit through
+:class:`~nlme_bayes.compiled.CompileCache`: the draws of a task are the same on every run and
+every cluster (given the same package versions), but not bitwise those of ``Model.fit``
+without a cache (the compiled graph orders its variables differently); ``false`` gives the
+draws of ``Model.fit`` (and ``nlme-bayes fit``) with the same seed and settings, at the price
+of compiling every fit.
+
 Each fit is a :class:`Task` with the id ``model.dataset.settings.s<seed>`` and the results
 file ``<output>/<id>.nc``. Names are letters, digits, ``_`` and ``-``, so no task can write
 outside the output folder. Paths in the plan (the output folder, model files, data files)
