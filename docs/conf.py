@@ -135,5 +135,5 @@ html_theme_options = {
 }
 # pages without sub-pages: no (empty) section navigation on the left, more room for figures
 _NO_NAVIGATION = ("index", "getting_started", "concepts", "migration", "contributing_docs")
-html_sidebars = {page: [] for page in (*_NO_NAVIGATION, "examples/*")}
+html_sidebars = {page: [] for page in (*_NO_NAVIGATION, "examples/*", "gallery/*")}
 html_show_sourcelink = False
