@@ -123,50 +123,14 @@ def part_a(subjects, draws, refit_seeds):
     return pd.DataFrame(rows), fulls[0][0]
 
 
-def _simulate_patients(fit, n, rng):
-    from pheno_fits import bolus_concentration
-
-    from nlme_bayes.marginal import _pop_from_posterior
-    from nlme_bayes.regimen import Regimen, patient_records
-
-    n_total = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
-    pop = _pop_from_posterior(fit, rng.integers(0, n_total, n))
-    table = fit.data.covariate_table(["WT", "APGAR_LT5"]).reset_index(drop=True)
-    cov = table.iloc[rng.integers(0, len(table), n)].reset_index(drop=True)
-    wt, lt5 = cov["WT"].to_numpy(), cov["APGAR_LT5"].to_numpy()
-    eta = rng.standard_normal((n, 2)) * pop.omega_sd
-    cl = pop.typical["CL"] * wt * np.exp(eta[:, 0])
-    v = pop.typical["V"] * wt * (1 + pop.coef["V_APGAR_LT5"] * lt5) * np.exp(eta[:, 1])
-    with_levels, without, hist = [], [], []
-    for i in range(n):
-        load, keep = round(15 * wt[i], 1), round(2.5 * wt[i], 1)
-        doses = [(0.0, load)] + [(12.0 * j, keep) for j in (1, 2, 3)]
-        times = np.array([2.0, 47.5])
-        conc = bolus_concentration(times, doses, cl[i], v[i])
-        dv = conc * (1 + pop.sigma["sigma_prop"][i] * rng.standard_normal(2))
-        regs = [Regimen(load), Regimen(keep, interval=12.0, n_doses=3, start=12.0)]
-        covs = {"WT": wt[i], "APGAR_LT5": lt5[i]}
-        obs = dict(zip(times, dv, strict=True))
-        with_levels.append(patient_records(regs, observations=obs, covariates=covs, id=i + 1))
-        without.append(patient_records(regs, covariates=covs, id=i + 1))
-        hist.append(doses)
-    return (
-        pd.concat(with_levels, ignore_index=True),
-        pd.concat(without, ignore_index=True),
-        hist,
-        cl,
-        v,
-    )
-
-
 def part_b(fit, n_patients, draws):
-    from pheno_fits import bolus_concentration
+    from pheno_fits import bolus_concentration, simulate_patients
 
     from nlme_bayes.dosing import Target, recommend_dose
     from nlme_bayes.forecast import forecast
 
     rng = np.random.default_rng(2024)
-    rec_levels, rec_none, hist, cl, v = _simulate_patients(fit, n_patients, rng)
+    rec_levels, rec_none, hist, cl, v = simulate_patients(fit, n_patients, rng)
     target = Target("trough", lower=18.0, upper=22.0)
     out = {}
     for label, kwargs, records in (
