@@ -100,8 +100,17 @@ def _integrator(model: Any, data: Any) -> Any:
     schedule tiled) with the fit's own error and censoring model, and finds modes and
     quadratures; a patient without levels gets an untiled schedule (nothing to evaluate).
     """
+    from .events import build_schedule
     from .marginal import _Integrator
 
+    schedule, _ = build_schedule(data, model.structure)
+    if not (hasattr(schedule, "groups") or hasattr(schedule, "tile")):
+        raise SpecificationError(
+            f"forecast: {model.structure.describe()} plans a schedule "
+            f"({type(schedule).__name__}) that cannot be tiled for vectorised evaluation yet "
+            "(it needs a tile(t) method, as the closed-form and algebraic schedules have). "
+            "Refit with the patient included (refit_with_patients) instead."
+        )
     return _Integrator(model, data, tile_obs=4000 if data.n_observations else 1)
 
 
