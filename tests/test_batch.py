@@ -368,6 +368,27 @@ def test_plan_runs_all_fits_with_manifest_and_table(reference_run):
     assert caches.count("miss") <= 2 and caches.count("hit") >= 4
 
 
+def test_draws_do_not_depend_on_where_a_fit_runs(reference_run, plan_dir):
+    """A task's draws on a cluster worker equal those of the same fit in this process."""
+    import nlme_bayes as nb
+    from nlme_bayes.compiled import CompileCache
+    from nlme_bayes.examples import theophylline_model
+
+    plan, _ = reference_run
+    task = plan.tasks[-1]
+    fit = theophylline_model().fit(
+        nb.read_nonmem(plan_dir / "b.csv"),
+        random_seed=task.seed,
+        progressbar=False,
+        check=False,
+        reuse=CompileCache(),
+        **task.fit_options,
+    )
+    ref = _posterior(plan.results_path(task))
+    for name, values in ref.items():
+        np.testing.assert_array_equal(fit.posterior[name].values, values, err_msg=name)
+
+
 def test_rerun_skips_everything_done(reference_run, client):
     plan, _ = reference_run
     summary = run_plan(plan, client=client)
@@ -403,6 +424,10 @@ def test_killed_worker_loses_only_its_fit(plan_dir, client, reference_run):
                     victim = (addr, key)
         time.sleep(0.2)
     assert victim is not None, "no fit was seen running"
+    still = client.run(
+        lambda dask_worker: [ts.key for ts in dask_worker.state.executing], workers=[victim[0]]
+    )
+    assert victim[1] in still[victim[0]]  # still mid-fit (the kill follows within milliseconds)
     killed_pid = pids[victim[0]]
     os.kill(killed_pid, signal.SIGKILL)
     runner.join(timeout=900)

@@ -226,6 +226,8 @@ def test_bad_inputs_through_the_entry_point(work):
 
 def test_unknown_template_through_the_entry_point(work):
     pytest.importorskip("nlme_bayes.templates")
+    listing = run("templates")
+    assert listing.returncode == 0 and "one_cmt_oral" in listing.stdout.split()
     proc = run(
         "fit", "--template", "three_cpt_nonsense", "--dataset", "theophylline", "-o", work / "x.nc"
     )
