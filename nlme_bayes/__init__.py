@@ -68,7 +68,7 @@ from .spec import (
     Power,
     Proportional,
 )
-from .structural import OneCompartment, ThreeCompartment, TwoCompartment
+from .structural import ODEModel, OneCompartment, ThreeCompartment, TwoCompartment, ode_templates
 from .structural.algebraic import Algebraic
 
 __all__ = [
@@ -109,6 +109,8 @@ __all__ = [
     "TwoCompartment",
     "ThreeCompartment",
     "Algebraic",
+    "ODEModel",
+    "ode_templates",
     "Fit",
     "load",
     "NLMEError",

@@ -421,6 +421,11 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
 
         # --- structural model and residual error
         ipred = structure.predict(individual, predict_schedule)
+        ode_ok = getattr(ipred.tag, "ode_ok", None)
+        if ode_ok is not None:
+            # An integration that produced a non-finite state rejects the proposal (-inf)
+            # instead of handing NaN to the sampler.
+            pm.Potential("ode_failure", pt.switch(pt.all(ode_ok), 0.0, -np.inf))
         if store_predictions:
             ipred = pm.Deterministic("IPRED", ipred, dims="obs")
             pm.Deterministic("PRED", structure.predict(population, predict_schedule), dims="obs")

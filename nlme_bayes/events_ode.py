@@ -319,6 +319,14 @@ def build_ode_schedule(
         np.maximum(min_steps, np.ceil(seg / max_step * np.where(after_dose, 2.0, 1.0))),
         1,
     ).astype(np.int64)
+    if getattr(structure, "lag", False) and lg.any():
+        # A lag time moves doses past neighbouring events at run time, so the position that
+        # follows a dose is not known here: grade every segment and give each position the
+        # step count of its busiest neighbour (two positions either side).
+        after_dose[:] = True
+        padded = np.pad(counts, ((0, 0), (2, 2)), constant_values=1)
+        counts = np.max(np.stack([padded[:, j : j + n_ev] for j in range(5)]), axis=0)
+        counts = np.maximum(counts, 2 * min_steps)
     total = counts.sum(axis=1)
     n_steps = int(total.max())
     step_pos = np.full((n_steps, n), n_ev - 1, np.int64)

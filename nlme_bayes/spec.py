@@ -561,6 +561,8 @@ def spec_to_dict(obj: Any) -> Any:
     """Plain-JSON representation of any spec object (recursively)."""
     if isinstance(obj, Prior):
         return {"__type__": "Prior", **obj.to_dict()}
+    if hasattr(obj, "to_spec_dict"):  # objects holding functions (ODE models) describe themselves
+        return obj.to_spec_dict()
     if hasattr(obj, "__dataclass_fields__"):
         out: dict[str, Any] = {"__type__": type(obj).__name__}
         for f in fields(obj):
@@ -590,6 +592,8 @@ def spec_from_dict(d: Any, registry: dict[str, type] | None = None) -> Any:
                 return Prior.from_dict(d)
             if name not in reg:
                 raise SpecificationError(f"Cannot restore unknown specification type {name!r}.")
+            if hasattr(reg[name], "from_spec_dict"):
+                return reg[name].from_spec_dict(d)
             kwargs = {k: spec_from_dict(v, reg) for k, v in d.items() if k != "__type__"}
             return reg[name](**kwargs)
         return {k: spec_from_dict(v, reg) for k, v in d.items()}

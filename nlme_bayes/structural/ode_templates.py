@@ -245,6 +245,15 @@ def load(name: str, **options: Any) -> ODEModel:
     ('Vmax', 'Km', 'V', 'ka', 'tlag')
     """
     opts = dict(options)
+    allowed = {"lag", "bioavailability", "method", "max_step", "min_steps"}
+    if name == "transit_oral":
+        allowed.add("n_transit")
+    unknown = sorted(set(opts) - allowed)
+    if unknown and name in _NAMES:
+        raise SpecificationError(
+            f"ODE template {name!r}: unknown option(s) {', '.join(unknown)}; valid options are "
+            f"{', '.join(sorted(allowed))}."
+        )
     model = _make(name, **dict(opts))
     object.__setattr__(model, "template", name)
     object.__setattr__(model, "template_options", opts)

@@ -339,10 +339,11 @@ def integrate(
         if has_reset:
             keep = (1.0 - rs)[:, None]  # 0/1 data: a blend, cheaper to differentiate than switch
             y_new = keep * y_new + rs[:, None] * y_res
-        y_new = y_new + b
+        # keep the carried states' static shapes (e.g. one subject: (1, S))
+        y_new = pt.specify_shape(y_new + b, y.type.shape)
         if not has_rate:
             return y_new
-        rate_new = (keep * rate if has_reset else rate) + dr
+        rate_new = pt.specify_shape((keep * rate if has_reset else rate) + dr, rate.type.shape)
         return y_new, rate_new
 
     outputs_info = [y0] + ([pt.zeros_like(y0)] if has_rate else [])
