@@ -67,7 +67,16 @@ __all__ = ["BuiltModel", "build"]
 
 @dataclass(frozen=True, eq=False)
 class BuiltModel:
-    """A built PyMC model with what the rest of the pipeline needs to know about it."""
+    """A built PyMC model with what the rest of the pipeline needs to know about it.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> built = build(theophylline_model(), nb.datasets.theophylline())
+    >>> len(built.subject_ids), built.offset_vars
+    (12, ('chol_omega_CL_V_ka', 'z_eta_CL_V_ka'))
+    """
 
     pm_model: pm.Model
     schedule: EventSchedule
@@ -319,6 +328,14 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
     data : nlme_bayes.NonmemDataset
     store_predictions : bool
         Add ``IPRED`` and ``PRED`` as deterministics (stored with each draw).
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.examples import pheno_model
+    >>> built = build(pheno_model(), nb.datasets.phenobarbital())
+    >>> [v.name for v in built.pm_model.free_RVs][:3]
+    ['CL_pop', 'V_pop', 'V_APGAR_LT5']
     """
     structure = model.structure
     model, data = prepare(model, data)

@@ -174,6 +174,12 @@ class Categorical:
     """Categorical covariate: ``P_typ *= exp(theta[level])``, ``theta[reference] = 0``.
 
     One coefficient per non-reference level (levels are taken from the data).
+
+    Examples
+    --------
+    >>> from nlme_bayes import Categorical, Parameter
+    >>> Parameter("CL", typical=3.0, covariates=(Categorical("SEX", reference="M"),)).covariates
+    (Categorical(covariate='SEX', reference='M', coefficient=Prior('Normal', mu=0.0, sigma=1.0)),)
     """
 
     covariate: str
@@ -378,7 +384,13 @@ class Omega:
             raise SpecificationError(f"Omega: sd_prior must be a Prior, got {self.sd_prior!r}.")
 
     def resolve(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-        """The blocks for the parameters ``names`` that carry a random effect."""
+        """The blocks for the parameters ``names`` that carry a random effect.
+
+        Examples
+        --------
+        >>> Omega(blocks=(("CL", "V"),)).resolve(("CL", "V", "ka"))
+        (('CL', 'V'), ('ka',))
+        """
         if self.blocks == "block":
             return (names,) if names else ()
         if self.blocks == "diagonal":
@@ -400,6 +412,12 @@ class Additive:
     """Additive error: ``DV ~ Normal(IPRED, sigma)``; ``sigma`` in DV units.
 
     Default prior ``HalfNormal(sigma = SD of the observed DV)`` (set in the builder).
+
+    Examples
+    --------
+    >>> from nlme_bayes import Additive, Prior
+    >>> Additive(sigma=Prior("HalfNormal", sigma=0.5))
+    Additive(sigma=Prior('HalfNormal', sigma=0.5))
     """
 
     sigma: Prior | None = None
@@ -408,7 +426,14 @@ class Additive:
 
 @dataclass(frozen=True)
 class Proportional:
-    """Proportional error: ``DV ~ Normal(IPRED, sigma·IPRED)``; default ``HalfNormal(0.5)``."""
+    """Proportional error: ``DV ~ Normal(IPRED, sigma·IPRED)``; default ``HalfNormal(0.5)``.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Prior, Proportional
+    >>> Proportional(sigma=Prior("HalfNormal", sigma=0.2))
+    Proportional(sigma=Prior('HalfNormal', sigma=0.2))
+    """
 
     sigma: Prior | None = None
     kind: str = field(default="proportional", init=False, repr=False)
@@ -416,7 +441,14 @@ class Proportional:
 
 @dataclass(frozen=True)
 class Combined:
-    """Combined error: ``sd = sqrt(sigma_add**2 + (sigma_prop·IPRED)**2)``."""
+    """Combined error: ``sd = sqrt(sigma_add**2 + (sigma_prop·IPRED)**2)``.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Combined, Prior
+    >>> Combined(additive=Prior("HalfNormal", sigma=0.1))
+    Combined(additive=Prior('HalfNormal', sigma=0.1), proportional=None)
+    """
 
     additive: Prior | None = None
     proportional: Prior | None = None
@@ -429,6 +461,12 @@ class LogAdditive:
 
     Written as ``DV ~ LogNormal(log IPRED, sigma)`` so that the likelihood stays on the
     DV scale (comparable with the other error models by LOO). Needs ``DV > 0``.
+
+    Examples
+    --------
+    >>> from nlme_bayes import LogAdditive
+    >>> LogAdditive()
+    LogAdditive(sigma=None)
     """
 
     sigma: Prior | None = None
@@ -558,7 +596,14 @@ class BLQ:
 
 # --------------------------------------------------------------------------- (de)serialisation
 def spec_to_dict(obj: Any) -> Any:
-    """Plain-JSON representation of any spec object (recursively)."""
+    """Plain-JSON representation of any spec object (recursively).
+
+    Examples
+    --------
+    >>> from nlme_bayes import Power
+    >>> spec_to_dict(Power("WT", reference=70))
+    {'__type__': 'Power', 'covariate': 'WT', 'reference': 70.0, 'exponent': 0.75}
+    """
     if isinstance(obj, Prior):
         return {"__type__": "Prior", **obj.to_dict()}
     if hasattr(obj, "to_spec_dict"):  # objects holding functions (ODE models) describe themselves
@@ -577,7 +622,14 @@ def spec_to_dict(obj: Any) -> Any:
 
 
 def spec_from_dict(d: Any, registry: dict[str, type] | None = None) -> Any:
-    """Inverse of :func:`spec_to_dict`; ``registry`` maps type names to classes."""
+    """Inverse of :func:`spec_to_dict`; ``registry`` maps type names to classes.
+
+    Examples
+    --------
+    >>> from nlme_bayes import Power
+    >>> spec_from_dict(spec_to_dict(Power("WT", reference=70))) == Power("WT", reference=70)
+    True
+    """
     reg = dict(_registry())
     if registry:
         reg.update(registry)

@@ -109,12 +109,32 @@ _SECTIONS = ("cluster", "datasets", "fits", "models", "plan", "sampler", "settin
 
 
 class PlanError(NLMEError, ValueError):
-    """A plan is invalid: the message names the table and key and says what was expected."""
+    """A plan is invalid: the message names the table and key and says what was expected.
+
+    Examples
+    --------
+    >>> try:
+    ...     parse_plan({"plan": {"output": "out"}}, root=".")
+    ... except PlanError as err:
+    ...     print(err)
+    plan <dict>: the plan defines no [models.NAME].
+    """
 
 
 @dataclass(frozen=True)
 class Task:
-    """One fit of a plan: a model, a dataset, a settings profile and a seed."""
+    """One fit of a plan: a model, a dataset, a settings profile and a seed.
+
+    Examples
+    --------
+    >>> plan = parse_plan({"plan": {"output": "out"},
+    ...     "models": {"m1": {"example": "theophylline"}},
+    ...     "datasets": {"theo": {"builtin": "theophylline"}},
+    ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1, 2]}]}, root=".")
+    >>> task = plan.tasks[1]
+    >>> task.id, task.seed, task.fit_options["draws"]
+    ('m1.theo.default.s2', 2, 1000)
+    """
 
     model: str
     dataset: str
@@ -133,7 +153,17 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
-    """A parsed, validated plan. Build it with :func:`load_plan` or :func:`parse_plan`."""
+    """A parsed, validated plan. Build it with :func:`load_plan` or :func:`parse_plan`.
+
+    Examples
+    --------
+    >>> plan = parse_plan({"plan": {"output": "out"},
+    ...     "models": {"m1": {"example": "theophylline"}},
+    ...     "datasets": {"theo": {"builtin": "theophylline"}},
+    ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1, 2]}]}, root=".")
+    >>> [task.id for task in plan.tasks]
+    ['m1.theo.default.s1', 'm1.theo.default.s2']
+    """
 
     name: str
     root: Path
@@ -149,7 +179,17 @@ class Plan:
     source: str = "<dict>"
 
     def results_path(self, task: Task) -> Path:
-        """Where ``task``'s results file goes (always inside :attr:`output`)."""
+        """Where ``task``'s results file goes (always inside :attr:`output`).
+
+        Examples
+        --------
+        >>> plan = parse_plan({"plan": {"output": "out"},
+        ...     "models": {"m1": {"example": "theophylline"}},
+        ...     "datasets": {"theo": {"builtin": "theophylline"}},
+        ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1, 2]}]}, root=".")
+        >>> plan.results_path(plan.tasks[0]).name
+        'm1.theo.default.s1.nc'
+        """
         return safe_path(self.output, task.filename, what=f"results file of {task.id}")
 
     @property
@@ -387,6 +427,15 @@ def parse_plan(
     ------
     PlanError
         Every problem names the table and key (unknown keys list the valid ones).
+
+    Examples
+    --------
+    >>> plan = parse_plan({"plan": {"output": "out"},
+    ...     "models": {"m1": {"example": "theophylline"}},
+    ...     "datasets": {"theo": {"builtin": "theophylline"}},
+    ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1, 2]}]}, root=".")
+    >>> len(plan.tasks)
+    2
     """
     where = f"plan {source}"
     root_path = Path(root)
