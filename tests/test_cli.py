@@ -84,27 +84,35 @@ def fitted(work):
 
 @pytest.fixture(scope="module")
 def second(work, fitted):
-    """A second model on the same data, through the same entry function (in-process)."""
-    out = work / "combined.nc"
-    rc = main(
-        [
-            "fit",
-            "--model-file",
-            str(work / "combined.py"),
-            "--option",
-            "prop_sd=0.3",
-            "--data",
-            str(work / "theo4.csv"),
-            "-o",
-            str(out),
-            "--seed",
-            "2",
-            "--quiet",
-            *TINY,
-        ]
-    )
-    assert rc == 0
-    return out
+    """A second model on the same data, in-process through ``main``, with ``--strict``.
+
+    2 x 100 draws cannot pass the convergence checks (ESS < 400): the fit exits 3 with one
+    line saying why, and its results file is written all the same.
+    """
+    import contextlib
+    import io
+
+    out, err = work / "combined.nc", io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(
+            [
+                "fit",
+                "--model-file",
+                str(work / "combined.py"),
+                "--option",
+                "prop_sd=0.3",
+                "--data",
+                str(work / "theo4.csv"),
+                "-o",
+                str(out),
+                "--seed",
+                "2",
+                "--quiet",
+                "--strict",
+                *TINY,
+            ]
+        )
+    return rc, err.getvalue(), out
 
 
 # ---------------------------------------------------------------------------- each command
@@ -136,7 +144,7 @@ def test_diagnose_and_strict_exit_code(fitted):
 
 
 def test_compare(fitted, second):
-    proc = run("compare", fitted[1], second, "--names", "additive,combined")
+    proc = run("compare", fitted[1], second[2], "--names", "additive,combined")
     assert proc.returncode == 0, proc.stderr
     assert "additive" in proc.stdout and "combined" in proc.stdout and "elpd" in proc.stdout
 
@@ -236,26 +244,11 @@ def test_unknown_template_through_the_entry_point(work):
     assert "unknown model template 'three_cpt_nonsense'; available:" in line
 
 
-def test_fit_strict_fails_on_convergence_but_keeps_results(work, capsys):
-    out = work / "strict.nc"
-    rc = main(
-        [
-            "fit",
-            "--example",
-            "theophylline",
-            "--data",
-            str(work / "theo4.csv"),
-            "-o",
-            str(out),
-            "--seed",
-            "4",
-            "--strict",
-            "--quiet",
-            *TINY,
-        ]
-    )
+def test_fit_strict_fails_on_convergence_but_keeps_results(second):
+    rc, err, out = second
     assert rc == 3 and out.exists()
-    assert "fit: error: convergence problems in" in capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("nlme-bayes fit: error: convergence problems in ")
 
 
 @pytest.mark.parametrize(

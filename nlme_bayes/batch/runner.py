@@ -502,6 +502,19 @@ def _run(
                 record = fut.result()
             except Exception as exc:  # the task never returned: worker lost, cluster gone
                 record = _infra_failure(payload, exc)
+            if record["status"] == "done" and not Path(payload["path"]).exists():
+                record = {
+                    **record,
+                    "status": "failed",
+                    "error": {
+                        "type": "OutputNotShared",
+                        "message": f"worker on {record.get('host')} wrote {payload['path']}, "
+                        "which this machine cannot see: put the output folder on a file "
+                        "system that the workers and this machine share",
+                        "detail": "",
+                        "traceback": None,
+                    },
+                }
             manifest.append(record)
             bar.update(record)
             if record["status"] == "done":
