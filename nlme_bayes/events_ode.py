@@ -128,6 +128,39 @@ class OdeSchedule:
                     out[self.obs[i, k]] = True
         return out
 
+    def tile(self, t: int) -> OdeSchedule:
+        """``t`` independent copies (copy ``r`` has subjects ``r*n .. r*n + n - 1``).
+
+        Used by the marginal likelihood and forecasting, which evaluate many copies of a
+        subject at once.
+        """
+        reps = np.arange(t)
+        n, n_obs = self.n_subjects, self.n_obs
+        rows = lambda a: np.tile(a, (t, 1))  # noqa: E731 - (n, K) arrays: copies stacked
+        cols = lambda a: np.tile(a, (1, t))  # noqa: E731 - (n_steps, n) arrays
+        obs = np.where(self.obs >= 0, self.obs[None] + (reps * n_obs)[:, None, None], -1)
+        return OdeSchedule(
+            n_subjects=n * t,
+            n_obs=n_obs * t,
+            obs_subject=(self.obs_subject[None] + (reps * n)[:, None]).ravel(),
+            obs_time=np.tile(self.obs_time, t),
+            obs_output=np.tile(self.obs_output, t),
+            kind=rows(self.kind),
+            state=rows(self.state),
+            time=rows(self.time),
+            amt=rows(self.amt),
+            rate=rows(self.rate),
+            period=rows(self.period),
+            obs=obs.reshape(n * t, -1),
+            partner=rows(self.partner),
+            lagged=rows(self.lagged),
+            step_pos=cols(self.step_pos),
+            step_w0=cols(self.step_w0),
+            step_w1=cols(self.step_w1),
+            step_apply=cols(self.step_apply),
+            last_step=rows(self.last_step),
+        )
+
     @property
     def n_events(self) -> int:
         return int(self.kind.shape[1])

@@ -352,3 +352,15 @@ def test_template_model_round_trips_through_its_specification():
     assert back.structure.template == "mm_oral"
     assert back.structure.parameters == model.structure.parameters
     assert back.structure.max_step == 0.5
+
+
+def test_tiled_schedule_repeats_every_subject():
+    """Copies of the schedule (marginal likelihood, forecasting) predict the same values."""
+    model = ode_templates.load("mm_oral", lag=True, max_step=0.5)
+    frame = _records(model, 2, dose_state="depot", infusion_state="central", amt=200.0)
+    schedule, _ = model.build_schedule(nb.read_nonmem(frame))
+    p = {"Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0], "ka": [1.0, 2.5],
+         "tlag": [0.25, 0.6]}
+    one = model.predict({k: np.array(v) for k, v in p.items()}, schedule).eval()
+    three = model.predict({k: np.array(v * 3) for k, v in p.items()}, schedule.tile(3)).eval()
+    np.testing.assert_allclose(three, np.tile(one, 3), rtol=1e-12)
