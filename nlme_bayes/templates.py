@@ -148,7 +148,8 @@ def _prior(value: Any, where: str) -> Prior:
     return Prior(str(value["dist"]), **params)
 
 
-def _structure(spec: Mapping[str, Any], where: str) -> Any:
+def _structure(spec: Mapping[str, Any], where: str, options: Mapping[str, Any]) -> Any:
+    """The file's structure with the user's structure ``options`` applied."""
     from . import structural
     from .structural.algebraic import Algebraic
 
@@ -159,15 +160,38 @@ def _structure(spec: Mapping[str, Any], where: str) -> Any:
     }
     classes["Algebraic"] = Algebraic
     if kind in classes:
-        return classes[kind](**spec)
-    if kind == "ODE":
+        make = classes[kind]
+        valid = [f.name for f in dataclasses.fields(make) if f.init]
+    elif kind == "ODE":
         from .structural import ode_templates
 
-        return ode_templates.load(spec.pop("template"), **spec)
-    raise SpecificationError(
-        f"{where}: [structure] type {kind!r} is not known; choose one of "
-        f"{', '.join(sorted([*classes, 'ODE']))}."
-    )
+        def make(**kw: Any) -> Any:
+            return ode_templates.load(kw.pop("template"), **kw)
+
+        valid = ["lag", "bioavailability", "n_transit", "method", "max_step", "min_steps"]
+    else:
+        raise SpecificationError(
+            f"{where}: [structure] type {kind!r} is not known; choose one of "
+            f"{', '.join(sorted([*classes, 'ODE']))}."
+        )
+    default = make(**spec)
+    if not options:
+        return default
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise SpecificationError(
+            f"load({where.removeprefix('template ')!r}): unknown option(s) {', '.join(unknown)}. "
+            "Options: typical, priors, covariates, iiv, omega, error, name, and the "
+            f"structure's {', '.join(valid)}."
+        )
+    changed = make(**{**spec, **options})
+    if tuple(changed.parameters) != tuple(default.parameters):
+        raise SpecificationError(
+            f"load({where.removeprefix('template ')!r}): {dict(options)} changes the parameters "
+            f"from {', '.join(default.parameters)} to {', '.join(changed.parameters)}; load the "
+            "template that has them (see templates.available())."
+        )
+    return changed
 
 
 @dataclass(frozen=True)
@@ -346,7 +370,11 @@ class Template:
 
 
 def _design(ex: Mapping[str, Any], n: int) -> pd.DataFrame:
-    """NONMEM-style records of the example design (DV = 0, to be simulated)."""
+    """NONMEM-style records of the example design (DV = 0, to be simulated).
+
+    ``doses`` is one regimen (a list of dose tables) for every subject, or a list of
+    regimens given to the subjects in turn; each time is observed once per ``dvids`` entry.
+    """
     times = [float(t) for t in ex["times"]]
     columns = {k: list(v) for k, v in ex.get("columns", {}).items()}
     for k, v in columns.items():
@@ -354,37 +382,30 @@ def _design(ex: Mapping[str, Any], n: int) -> pd.DataFrame:
             raise SpecificationError(
                 f"[example] columns.{k} has {len(v)} values for {len(times)} times."
             )
+    doses = list(ex.get("doses", ()))
+    regimens = doses if doses and isinstance(doses[0], list) else [doses]
     obs_cmt = int(ex.get("obs_cmt", 0))
     rows = []
     for i in range(1, n + 1):
         events = []
-        for d in ex.get("doses", ()):
-            amt = float(d["amt"])
-            events.append(
-                (
-                    float(d["time"]),
-                    0,
-                    dict(
-                        AMT=amt,
-                        EVID=1,
-                        MDV=1,
-                        CMT=int(d.get("cmt", 0)),
-                        RATE=float(d.get("rate", 0.0)),
-                        II=float(d.get("ii", 0.0)),
-                        ADDL=int(d.get("addl", 0)),
-                    ),
-                )
-            )
+        for d in regimens[(i - 1) % len(regimens)]:
+            dose = dict(AMT=float(d["amt"]), EVID=1, MDV=1, CMT=int(d.get("cmt", 0)),
+                        RATE=float(d.get("rate", 0.0)), II=float(d.get("ii", 0.0)),
+                        ADDL=int(d.get("addl", 0)), DVID=1)  # fmt: skip
+            events.append((float(d["time"]), 0, dose))
         for j, t in enumerate(times):
             extra = {k: float(v[j]) for k, v in columns.items()}
-            events.append(
-                (t, 1, dict(AMT=0.0, EVID=0, MDV=0, CMT=obs_cmt, RATE=0.0, II=0.0, ADDL=0, **extra))
-            )
+            for dvid in ex.get("dvids", (1,)):
+                obs = dict(AMT=0.0, EVID=0, MDV=0, CMT=obs_cmt, RATE=0.0, II=0.0, ADDL=0,
+                           DVID=int(dvid), **extra)  # fmt: skip
+                events.append((t, 1, obs))
         for t, _, rec in sorted(events, key=lambda e: (e[0], e[1])):
             rows.append({"ID": i, "TIME": t, "DV": 0.0, **rec})
     frame = pd.DataFrame(rows)
-    if not ex.get("doses"):
+    if not doses:
         frame = frame.drop(columns=["AMT", "EVID", "MDV", "CMT", "RATE", "II", "ADDL"])
+    if list(ex.get("dvids", (1,))) == [1]:
+        frame = frame.drop(columns=["DVID"])
     return frame
 
 
@@ -460,26 +481,7 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
         for k in ("typical", "priors", "covariates", "iiv", "omega", "error", "name")
         if k in options
     }
-    structure = _structure(spec["structure"], where)
-    if options:
-        if not dataclasses.is_dataclass(structure):
-            raise SpecificationError(f"load({template.name!r}): unknown option(s) {options}.")
-        valid = [f.name for f in dataclasses.fields(structure) if f.init]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise SpecificationError(
-                f"load({template.name!r}): unknown option(s) {', '.join(unknown)}. Options: "
-                "typical, priors, covariates, iiv, omega, error, name, and the structure's "
-                f"{', '.join(valid)}."
-            )
-        changed = dataclasses.replace(structure, **options)
-        if tuple(changed.parameters) != tuple(structure.parameters):
-            raise SpecificationError(
-                f"load({template.name!r}): {options} changes the parameters from "
-                f"{', '.join(structure.parameters)} to {', '.join(changed.parameters)}; load the "
-                "template that has them (see templates.available())."
-            )
-        structure = changed
+    structure = _structure(spec["structure"], where, options)
     params = []
     for p in spec["parameters"]:
         pw = f"{where}, parameter {p['name']}"
@@ -502,12 +504,10 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
         om["blocks"] = tuple(tuple(b) for b in om["blocks"])
     err = dict(spec["error"])
     err.pop("justification", None)
-    kind = err.pop("type", None)
-    if kind not in _ERRORS:
-        raise SpecificationError(
-            f"{where}: [error] type {kind!r}; choose one of {', '.join(sorted(_ERRORS))}."
-        )
-    error = _ERRORS[kind](**{k: _prior(v, f"{where}, [error]") for k, v in err.items()})
+    if "type" in err or not all(str(k).isdigit() for k in err):
+        error: Any = _error_model(err, f"{where}, [error]")
+    else:  # one table per DVID: [error.1], [error.2]
+        error = {int(k): _error_model(v, f"{where}, [error.{k}]") for k, v in err.items()}
     model = Model(
         structure=structure, parameters=params, omega=Omega(**om), error=error, name=template.name
     )
@@ -530,6 +530,17 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
         model = update_parameter(model, n, iiv=v)
     changes = {k: model_opts[k] for k in ("omega", "error", "name") if k in model_opts}
     return model.replace(**changes) if changes else model
+
+
+def _error_model(spec: Mapping[str, Any], where: str) -> Any:
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if kind not in _ERRORS:
+        raise SpecificationError(
+            f"{where} type {kind!r}; choose one of {', '.join(sorted(_ERRORS))} (or one table "
+            "per DVID, [error.1], [error.2])."
+        )
+    return _ERRORS[kind](**{k: _prior(v, where) for k, v in spec.items()})
 
 
 def _param_spec(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -667,21 +678,31 @@ def markdown(template: Template | str) -> str:
     ]
     ex = t.spec.get("example")
     if ex:
-        dose = (
+        doses = list(ex.get("doses", ()))
+        regimens = doses if doses and isinstance(doses[0], list) else [doses]
+        text = [
             "; ".join(
                 f"AMT {d['amt']:g} at TIME {d['time']:g} into CMT {d.get('cmt', 0)}"
                 + (f" at RATE {d['rate']:g}" if d.get("rate") else "")
-                for d in ex.get("doses", ())
+                for d in regimen
             )
-            or "no doses"
-        )
+            for regimen in regimens
+        ]
+        if not doses:
+            dose = "no doses"
+        elif len(text) == 1:
+            dose = text[0]
+        else:
+            dose = "in turn " + " / ".join(f"({r})" for r in text)
+        if list(ex.get("dvids", (1,))) != [1]:
+            dose += f"; each time observed for DVID {', '.join(map(str, ex['dvids']))}"
         cols = "".join(
             f"; {k} = {', '.join(f'{v:g}' for v in vals)}"
             for k, vals in ex.get("columns", {}).items()
         )
         out += [
-            'Example design (`templates.get("' + t.name + '").example_data()`, the test '
-            f"suite's simulation): {ex['n_subjects']} subjects, {dose}; observations at "
+            'Example design (`templates.get("' + t.name + '").example_data()`, what the '
+            f"recovery checks simulate): {ex['n_subjects']} subjects, {dose}; observations at "
             f"TIME {', '.join(f'{x:g}' for x in ex['times'])}{cols}. Random-effect SDs "
             f"{dict(ex.get('omega', {}))}, residual {dict(ex['sigma'])}.",
             "",

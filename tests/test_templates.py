@@ -19,15 +19,16 @@ EXPECTED = {
     for n in ("one", "two", "three")
     for r in ("iv_bolus", "infusion", "oral", "oral_lag")
 } | {"logistic", "gompertz", "asymptotic", "emax", "sigmoid_emax"}
+ODE = {"mm_oral", "mm_iv", "mixed_oral", "transit_oral", "tmdd_qss_iv", "turnover_oral", "sir"}
 
 
 def test_library_has_one_file_per_template():
-    assert EXPECTED <= set(templates.available())
+    assert EXPECTED | ODE <= set(templates.available())
     for name in templates.available():
         assert (ROOT / "model_templates" / f"{name}.toml").is_file()
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", templates.available())
 def test_each_template_documents_what_a_user_needs(name):
     t = templates.get(name)
     model = t.model()
@@ -204,3 +205,19 @@ def test_the_committed_gallery_is_generated_from_the_current_files(tmp_path):
         "| `V2` | L |",
     ):
         assert section in page
+
+
+def test_ode_templates_take_their_structure_options():
+    transit = templates.load("transit_oral", n_transit=5)
+    assert transit.parameter_names == ("MTT", "CL", "V")
+    assert len(transit.structure.states) == 7  # depot, 5 transit compartments, central
+    with pytest.raises(SpecificationError, match="changes the parameters from Vmax, Km, V, ka"):
+        templates.load("mm_oral", lag=True)
+    with pytest.raises(SpecificationError, match=r"unknown option\(s\) route"):
+        templates.load("mm_oral", route="iv")
+
+
+def test_a_template_gives_one_error_model_per_dvid():
+    model = templates.load("turnover_oral")
+    assert isinstance(model.error[1], nb.Proportional) and isinstance(model.error[2], nb.Additive)
+    assert model.parameter("Imax").iiv == "logit"

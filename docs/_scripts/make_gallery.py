@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from nlme_bayes import templates  # noqa: E402
 
-CATEGORIES = ("pharmacokinetics", "pharmacodynamics", "growth curves")
+CATEGORIES = ("pharmacokinetics", "pharmacodynamics", "growth curves", "disease dynamics")
 
 
 def _order(t: templates.Template) -> tuple:
@@ -24,6 +24,8 @@ def _order(t: templates.Template) -> tuple:
     words = t.name.split("_")
     n = {"one": 1, "two": 2, "three": 3}.get(words[0], 9)
     route = {"iv": 0, "infusion": 1, "oral": 2}.get(words[2] if len(words) > 2 else "", 9)
+    if n == 9:  # the ODE PK models: Michaelis-Menten, mixed, transit, TMDD
+        n = 4
     return (n, route, len(words), t.name)
 
 
