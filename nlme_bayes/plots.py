@@ -57,7 +57,9 @@ def plot_gof(
     Column 2: posterior-predictive residuals conditional on the subject
     (:func:`~nlme_bayes.residuals.pp_residuals`) vs TIME and vs PRED.
     Column 3: NPDE (:func:`~nlme_bayes.residuals.npde`) vs TIME and vs PRED.
-    Residual panels show 0 and +-1.96 and a median trend line (red).
+    Residual panels show 0 and +-1.96 and a median trend line (red). With censoring
+    (``Model(blq=...)``) observations below the LLOQ are red triangles, drawn at the LLOQ;
+    their conditional residual is not defined and their NPDE is imputed (open triangles).
 
     Parameters
     ----------
@@ -90,6 +92,10 @@ def plot_gof(
         (ax[1, 0], "IPRED", "IPRED (individual)"),
     ):
         a.scatter(df[x], df["DV"], **kw)
+        if "BLQ" in df:  # censored: drawn at their LLOQ
+            c = df["BLQ"].to_numpy(bool)
+            a.scatter(df[x][c], df["DV"][c], marker="v", s=22, color="C3", label="below LLOQ")
+            a.legend(fontsize=7, loc="upper left")
         lim = [0, float(np.nanmax([df[x].max(), df["DV"].max()])) * 1.05]
         a.plot(lim, lim, "k-", lw=1)
         a.set_xlabel(label)
@@ -103,6 +109,11 @@ def plot_gof(
     )
     for a, table, x, y, name in panels:
         a.scatter(table[x], table[y], **kw)
+        if "BLQ" in table and table[y][table["BLQ"]].notna().any():  # imputed (NPDE of BLQ)
+            c = table["BLQ"].to_numpy(bool)
+            a.scatter(table[x][c], table[y][c], marker="v", s=22, facecolors="none",
+                      edgecolors="C3", label="below LLOQ (imputed)")  # fmt: skip
+            a.legend(fontsize=7, loc="lower right")
         a.axhline(0, color="k", lw=1)
         for h in (-1.96, 1.96):
             a.axhline(h, color="grey", lw=0.8, ls="--")

@@ -248,6 +248,7 @@ def test_m3_recovers_the_truth_where_m1_is_biased(blq_fits):
 @pytest.mark.slow
 def test_censoring_aware_diagnostics(blq_fits):
     """VPC: fraction below the LLOQ per bin; predictions and NPDE mark the censored records."""
+    from nlme_bayes.plots import plot_gof
     from nlme_bayes.residuals import npde
     from nlme_bayes.vpc import plot_vpc, vpc
 
@@ -270,3 +271,6 @@ def test_censoring_aware_diagnostics(blq_fits):
     nd = npde(fit, n_draws=200, random_seed=1)
     assert nd["npde"].notna().all() and nd["BLQ"].sum() == table["BLQ"].sum()
     assert abs(nd["npde"].mean()) < 0.3 and 0.7 < nd["npde"].std() < 1.3
+    gof = plot_gof(fit, n_draws=60)
+    labels = [t.get_text() for a in gof.axes if a.get_legend() for t in a.get_legend().get_texts()]
+    assert "below LLOQ" in labels and "below LLOQ (imputed)" in labels
