@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -156,6 +157,12 @@ def prior_predictive(
         ``n_draws`` or ``n_points`` not a positive integer (and what building the model
         raises).
 
+    Notes
+    -----
+    Constraints written as potentials -- a ``Linear`` covariate factor must stay positive --
+    do not act on prior draws (PyMC samples the priors forward); give such coefficients a
+    prior that respects the constraint (e.g. ``TruncatedNormal(lower=-0.9)``).
+
     Examples
     --------
     >>> import nlme_bayes as nb
@@ -176,9 +183,13 @@ def prior_predictive(
             raise SpecificationError(f"{name} must be an integer >= 2, got {value!r}.")
     built = build(model, data)
     model, data = built.model, built.data
-    idata = pm.sample_prior_predictive(
-        draws=int(n_draws), model=built.pm_model, random_seed=random_seed
-    )
+    with warnings.catch_warnings():
+        # Potentials (a Linear covariate factor's positivity) do not act on prior draws; said
+        # in the docstring, not at every call.
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        idata = pm.sample_prior_predictive(
+            draws=int(n_draws), model=built.pm_model, random_seed=random_seed
+        )
     prior = idata["prior"].dataset.squeeze("chain", drop=True)
     pred = idata["prior_predictive"].dataset.squeeze("chain", drop=True)
     keep = [v for v in prior.data_vars if not str(v).startswith(("z_", "chol_"))]
