@@ -104,7 +104,9 @@ def _event_occasions(data: Any, occasions: Any) -> pd.DataFrame:
     return ev.assign(_OCC=ev[column])
 
 
-def observation_occasions(data: Any, occasions: Any, obs: pd.DataFrame) -> np.ndarray:
+def observation_occasions(
+    data: Any, occasions: Any, obs: pd.DataFrame, events: pd.DataFrame | None = None
+) -> np.ndarray:
     """The occasion label of every observation (rows of ``obs``, the schedule's order).
 
     Raises
@@ -126,7 +128,7 @@ def observation_occasions(data: Any, occasions: Any, obs: pd.DataFrame) -> np.nd
     >>> observation_occasions(ds, nb.Occasions(), obs).tolist()
     [1.0, 2.0]
     """
-    ev = _event_occasions(data, occasions)
+    ev = _event_occasions(data, occasions) if events is None else events
     is_obs = ((ev["EVID"] == 0) & (ev["MDV"] == 0)).to_numpy()
     values = pd.Series(ev.loc[is_obs, "_OCC"].to_numpy(), index=ev.loc[is_obs, "ROW"].to_numpy())
     values = values.loc[obs["ROW"].to_numpy()]
@@ -165,7 +167,7 @@ def occasion_design(data: Any, occasions: Any, obs: pd.DataFrame, schedule: Any)
     (('1/1', '1/2'), [0, 1], 0)
     """
     ev = _event_occasions(data, occasions)
-    occ = observation_occasions(data, occasions, obs)
+    occ = observation_occasions(data, occasions, obs, ev)
     subj = obs["subject"].to_numpy(dtype=np.int64)
     keys = pd.DataFrame({"s": subj, "o": [_label(v) for v in occ]})
     first = keys.drop_duplicates().reset_index(drop=True)

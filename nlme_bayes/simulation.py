@@ -325,7 +325,6 @@ def simulate_replicates(
     rng = np.random.default_rng(random_seed)
     draws = posterior_draws(fit, n_draws=n_draws, random_seed=random_seed)
     schedule, obs = build_schedule(fit.data, fit.model.structure)
-    predictor = Predictor(fit.model.structure, schedule)
     k = len(draws.iiv_names)
     if new_subjects and k:
         chol = np.linalg.cholesky(draws.omega_cov + 1e-12 * np.eye(k))
@@ -342,7 +341,8 @@ def simulate_replicates(
         new = new_subjects if new_occasions is None else new_occasions
         kappa = occ.occasion_draws(fit, draws.index, new_occasions=new, rng=rng)
         params, typical = occ.unit_parameters(fit.model, design, draws.typical, eta, kappa)
-        predictor = Predictor(fit.model.structure, occ.unit_schedule(schedule, design))
+        schedule = occ.unit_schedule(schedule, design)
+    predictor = Predictor(fit.model.structure, schedule)
     ipred = predictor(params)
     pred = predictor(typical)
     dvid = obs["DVID"].to_numpy().astype(int)
