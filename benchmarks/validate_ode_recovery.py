@@ -27,8 +27,13 @@ import nlme_bayes as nb
 from nlme_bayes.datasets.simulated import michaelis_menten_study
 from nlme_bayes.structural import ode_templates
 
-QUANTITIES = {"Vmax_pop": "Vmax", "Km_pop": "Km", "V_pop": "V", "ka_pop": "ka",
-              "sigma_prop": "sigma_prop"}
+QUANTITIES = {
+    "Vmax_pop": "Vmax",
+    "Km_pop": "Km",
+    "V_pop": "V",
+    "ka_pop": "ka",
+    "sigma_prop": "sigma_prop",
+}
 
 
 def mm_model() -> nb.Model:
@@ -51,8 +56,15 @@ def mm_model() -> nb.Model:
 
 def run_recovery(n_subjects: int = 40, *, draws: int, tune: int, chains: int, seed: int = 7):
     data, truth = michaelis_menten_study(n_subjects, seed=seed)
-    fit = mm_model().fit(data, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                         progressbar=False, sampler="nutpie")
+    fit = mm_model().fit(
+        data,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        progressbar=False,
+        sampler="nutpie",
+    )
     post = fit.posterior
     rows = {}
     for var, key in QUANTITIES.items():
@@ -64,8 +76,12 @@ def run_recovery(n_subjects: int = 40, *, draws: int, tune: int, chains: int, se
     for name in ("Vmax", "V", "ka"):
         x = omega.sel(param=name)
         ds = x.to_dataset(name="w")
-        rows[f"omega[{name}]"] = (float(x.mean()), truth[f"omega_{name}"], float(x.std()),
-                                  float(az.mcse(ds, method="mean")["w"]))
+        rows[f"omega[{name}]"] = (
+            float(x.mean()),
+            truth[f"omega_{name}"],
+            float(x.std()),
+            float(az.mcse(ds, method="mean")["w"]),
+        )
     return fit, rows
 
 
@@ -77,8 +93,10 @@ def test_michaelis_menten_recovery_40_subjects():
     fit, rows = run_recovery(40, draws=draws, tune=draws, chains=4)
     print(f"fit took {time.time() - t0:.0f} s; load average {os.getloadavg()}")
     for name, (mean, true, sd, mcse) in rows.items():
-        print(f"{name:14s} mean {mean:9.4g} truth {true:7.4g} sd {sd:8.3g} mcse {mcse:8.3g} "
-              f"z {(mean - true) / np.hypot(sd, mcse):+.2f}")
+        print(
+            f"{name:14s} mean {mean:9.4g} truth {true:7.4g} sd {sd:8.3g} mcse {mcse:8.3g} "
+            f"z {(mean - true) / np.hypot(sd, mcse):+.2f}"
+        )
     print(fit.check_convergence())
     divergences = int(fit.results["sample_stats"]["diverging"].sum())
     assert divergences == 0
