@@ -89,6 +89,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT back to its default disposition.
+
+    A parent that ignores SIGINT (a pytest-xdist worker, a background job) passes SIG_IGN on
+    to its children, and Python then installs no KeyboardInterrupt handler: the child of a
+    user's terminal, which this test stands for, has the default.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_fit(backend: str, tmp_path: Path) -> dict:
     script = tmp_path / "fit.py"
     script.write_text(SCRIPT)
@@ -101,6 +111,7 @@ def _interrupted_fit(backend: str, tmp_path: Path) -> dict:
         text=True,
         env=env,
         cwd=tmp_path,
+        preexec_fn=_sigint_default,
     )
     try:
         deadline = time.monotonic() + 300
@@ -184,7 +195,15 @@ def test_nothing_to_keep() -> None:
         keep_complete_draws(_tree(empty), 3, ["x"], interrupted=False)
 
 
-def test_watch_interrupt_notes_sigint_and_restores_the_handler() -> None:
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test (pytest-xdist workers run with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_watch_interrupt_notes_sigint_and_restores_the_handler(python_sigint_handler) -> None:
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), watch_interrupt() as watch:
         os.kill(os.getpid(), signal.SIGINT)
