@@ -300,6 +300,8 @@ def finite_starts(
 
 def _transform(model: Any, point: dict[str, np.ndarray]) -> dict[str, Any]:
     """Untransformed start values -> the model's value variables (log, interval, ...)."""
+    import pytensor.tensor as pt
+
     out = {}
     for rv in model.free_RVs:
         value = model.rvs_to_values[rv]
@@ -308,6 +310,8 @@ def _transform(model: Any, point: dict[str, np.ndarray]) -> dict[str, Any]:
         if transform is None:
             out[value.name] = x
         else:
+            # a tensor, not an array: some transforms (the LKJ Cholesky's) index it symbolically
+            x = pt.as_tensor_variable(x)
             out[value.name] = transform.forward(x, *rv.owner.inputs).eval()
     return out
 

@@ -322,6 +322,19 @@ def test_bad_starts_are_drawn_again_or_fall_back_with_a_warning() -> None:
     assert float(only["a"]) == pytest.approx(0.5)  # the un-jittered start
 
 
+def test_finite_starts_through_an_lkj_block(theoph) -> None:
+    """The LKJ Cholesky transform indexes its value symbolically (an array raised IndexError)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    built = build(theophylline_model(), theoph)
+    start = make_initial_point_fn(
+        model=built.pm_model, overrides=built.initvals, return_transformed=False
+    )
+    starts = finite_starts(built, start, [1, 2])
+    assert len(starts) == 2
+    np.testing.assert_allclose(starts[0]["chol_omega_CL_V_ka"], start(1)["chol_omega_CL_V_ka"])
+
+
 def test_sampling_from_a_bad_start_is_retried_from_fresh_starts() -> None:
     model, bad, good = _wall_model()
     seen: list[list] = []
