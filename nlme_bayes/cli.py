@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "manifest line each; <output>/results.csv has one row per fit. See "
         "nlme_bayes.batch.plan for the format and examples/plans/ for complete plans.",
         epilog=_examples(
-            "nlme-bayes batch examples/plans/local_theophylline.toml",
+            "nlme-bayes batch examples/plans/theophylline_local.toml",
             "nlme-bayes batch plan.toml --local 4 --output /scratch/run1",
             "nlme-bayes batch plan.toml --cluster slurm.toml",
             "nlme-bayes batch plan.toml --dry-run",
@@ -663,8 +663,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
+    The error goes to stderr (``nlme-bayes summary: error: ...``); the exit code is returned:
+
     >>> main(["summary", "no_such_file.nc"])  # doctest: +SKIP
-    nlme-bayes summary: error: results file 'no_such_file.nc' does not exist.
     2
     """
     parser = build_parser()

@@ -118,9 +118,16 @@ class NLMELOO(ELPDDataLOO):
     Examples
     --------
     >>> res = nb.comparison.loo(fit, by="subject")  # doctest: +SKIP
-    >>> res.method, res.high_k  # doctest: +SKIP
-    ('auto', ())
+    >>> res.method, res.high_k  # high_k: subjects with Pareto k above k_threshold  # doctest: +SKIP
+    ('auto', (...))
     >>> res.elpd_i.to_series().head()  # doctest: +SKIP
+    subject
+    1   -...
+    2   -...
+    3   -...
+    4   -...
+    5   -...
+    Name: DV, dtype: float64
     """
 
     by: str = "observation"
@@ -188,6 +195,7 @@ class WAIC(ELPDData):
     --------
     >>> w = nb.comparison.waic(fit)  # doctest: +SKIP
     >>> w.elpd, w.p  # doctest: +SKIP
+    (-..., ...)
     """
 
     _kind = "waic"
@@ -487,8 +495,15 @@ def loo(
     Examples
     --------
     >>> loo(fit)  # doctest: +SKIP
+    Computed from ... posterior samples and 132 observations log-likelihood matrix.
+    ...
+    elpd_loo ...
     >>> res = loo(fit, by="subject", method="integrated")  # doctest: +SKIP
     >>> res.pareto_k.to_series()  # doctest: +SKIP
+    subject
+    1     ...
+    12    ...
+    Name: DV, dtype: float64
     >>> loo(fit, by="subject", method="auto", refit=True, draws=500)  # doctest: +SKIP
     """
     _check_choice("by", by, BY)
@@ -646,6 +661,7 @@ def waic(fit: Any, *, by: Literal["observation", "subject"] = "observation") -> 
     Examples
     --------
     >>> waic(fit).elpd  # doctest: +SKIP
+    -...
     """
     _check_choice("by", by, BY)
     ll = _loglik_flat(fit) if by == "observation" else _by_subject_ll(fit)
@@ -797,7 +813,13 @@ def compare(
 
     Examples
     --------
-    >>> compare({"1-cmt": fit1, "2-cmt": fit2}, by="subject", method="integrated")  # doctest: +SKIP
+    ``fit1`` is the Theophylline model, ``fit2`` the same without a random effect on ka:
+
+    >>> compare({"IIV on ka": fit1, "none on ka": fit2},
+    ...         by="subject", method="integrated")  # doctest: +SKIP
+                rank  elpd ...
+    IIV on ka      0 ...
+    none on ka     1 ...
     """
     if not isinstance(fits, Mapping) or len(fits) < 2:
         raise SpecificationError("compare: give a mapping of at least two name -> Fit.")

@@ -236,8 +236,11 @@ class DoseRecommendation:
     Examples
     --------
     >>> rec = recommend_dose(fc, Target("trough", lower=15.0, upper=25.0),
-    ...                      amounts=[50, 100, 150], intervals=[12, 24])  # doctest: +SKIP
-    >>> rec.best  # the recommended regimen per patient  # doctest: +SKIP
+    ...                      amounts=[2, 3, 4], intervals=[12, 24])  # doctest: +SKIP
+    >>> rec.best[["amount", "interval"]]  # the recommended regimen per patient  # doctest: +SKIP
+         amount  interval
+    ID
+    101     2.0      24.0
     """
 
     table: pd.DataFrame
@@ -263,6 +266,8 @@ class DoseRecommendation:
 
         Examples
         --------
+        >>> rec = recommend_dose(fc, Target("trough", lower=15.0, upper=25.0),
+        ...                      amounts=[2, 3, 4], intervals=[12, 24])  # doctest: +SKIP
         >>> fig = rec.plot()  # doctest: +SKIP
         """
         import matplotlib.pyplot as plt
@@ -359,7 +364,10 @@ def recommend_dose(
     --------
     >>> rec = recommend_dose(fc, Target("trough", lower=15, upper=25),
     ...                      amounts=[2, 3, 4, 5, 6], intervals=[12, 24])  # doctest: +SKIP
-    >>> rec.best  # doctest: +SKIP
+    >>> rec.best[["amount", "interval", "median"]]  # doctest: +SKIP
+         amount  interval     median
+    ID
+    101     2.0      24.0  ...
     """
     from .events import build_schedule
     from .forecast import weighted_quantile

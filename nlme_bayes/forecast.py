@@ -264,8 +264,11 @@ class Forecast:
 
     Examples
     --------
-    >>> fc = forecast(fit, patient_data)  # doctest: +SKIP
+    >>> fc = forecast(pheno_fit, patient_data)  # doctest: +SKIP
     >>> fc.diagnostics()  # doctest: +SKIP
+         n_levels  ess_weights  pareto_k  acceptance
+    ID
+    101         2  ...
     >>> fig = fc.plot()  # doctest: +SKIP
     """
 
@@ -363,6 +366,12 @@ class Forecast:
         Examples
         --------
         >>> fc.summary().round(4)  # doctest: +SKIP
+                         mean      sd  median  ...
+        ID  parameter ...
+        101 CL         0.00...
+            V          1...
+            eta_CL    ...
+            eta_V     ...
         """
         if not 0 < ci_prob < 1:
             raise SpecificationError(f"ci_prob must lie in (0, 1), got {ci_prob!r}.")
@@ -407,6 +416,9 @@ class Forecast:
         Examples
         --------
         >>> fc.diagnostics()  # levels, Kish ESS, Pareto k, acceptance per patient  # doctest: +SKIP
+             n_levels  ess_weights  pareto_k  acceptance
+        ID
+        101         2  ...
         """
         from .events import build_schedule
 
@@ -522,7 +534,10 @@ class Forecast:
 
         Examples
         --------
-        >>> fc.predict(regimen=Regimen(5.0, interval=12.0, n_doses=6))  # doctest: +SKIP
+        >>> pred = fc.predict(regimen=Regimen(5.0, interval=12.0, n_doses=6))  # doctest: +SKIP
+        >>> pred.columns.tolist()  # doctest: +SKIP
+        ['ID', 'TIME', 'before_dose', 'IPRED', 'IPRED_lo', 'IPRED_hi', 'DV_lo', 'DV_hi',
+         'POP', 'POP_lo', 'POP_hi']
         """
         if not 0 < ci_prob < 1:
             raise SpecificationError(f"ci_prob must lie in (0, 1), got {ci_prob!r}.")
@@ -805,6 +820,12 @@ def forecast(
     ...                       covariates={"WT": 1.2, "APGAR_LT5": 0}, id=101)
     >>> fc = forecast(pheno_fit, rec)  # doctest: +SKIP
     >>> fc.summary().loc[101, ["mean", "lo", "hi"]]  # doctest: +SKIP
+                   mean        lo        hi
+    parameter
+    CL         0.00...
+    V          1...
+    eta_CL    ...
+    eta_V     ...
     """
     from .marginal import _chol, _cov_table, _pop_from_mapping, _sigma_names, _typical_values
     from .marginal import population_parameters as point_of
@@ -950,6 +971,9 @@ def map_estimate(fit: Any, data: Any) -> pd.DataFrame:
     Examples
     --------
     >>> map_estimate(pheno_fit, rec)  # doctest: +SKIP
+              CL         V    eta_CL     eta_V
+    ID
+    101  0.00...
     """
     return forecast(fit, data, method="map", n_draws=1).map
 

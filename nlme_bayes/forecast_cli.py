@@ -271,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
     From a shell: ``nlme-bayes forecast fit.nc patient.csv``; from Python, with parsed arguments:
 
     >>> run(parser.parse_args(["forecast", "fit.nc", "patient.csv"]))  # doctest: +SKIP
+    <Forecast (full): 1 patient(s), ... draws; min ESS of weights ...>
+    <BLANKLINE>
+                      mean        sd    median       lo       hi      mcse  ess  typical       map
+    ID  parameter
+    101 CL        ...
     0
     """
     from .errors import DatasetError, NLMEError
@@ -304,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     Examples
     --------
     >>> main(["fit.nc", "patient.csv"])  # doctest: +SKIP
+    <Forecast (full): 1 patient(s), ... draws; min ESS of weights ...>
+    <BLANKLINE>
+                      mean        sd    median       lo       hi      mcse  ess  typical       map
+    ID  parameter
+    101 CL        ...
     0
     """
     import warnings

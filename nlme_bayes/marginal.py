@@ -242,7 +242,7 @@ def population_parameters(fit: Any, *, point: Literal["median", "mean"] = "media
     Examples
     --------
     >>> population_parameters(fit)["omega"]  # doctest: +SKIP
-    {'CL': 0.29, 'V': 0.15, 'ka': 0.80}
+    {'CL': 0..., 'V': 0..., 'ka': 0...}
     """
     if point not in ("median", "mean"):
         raise SpecificationError(f"point={point!r} is not valid; choose 'mean' or 'median'.")

@@ -68,11 +68,14 @@ class OccasionDesign:
 
     Examples
     --------
-    Built by :func:`occasion_design` (see there):
+    Built by :func:`occasion_design` (see there for one from data); by hand, one subject
+    observed once on each of two occasions:
 
-    >>> design = occasion_design(data, nb.Occasions(), obs, schedule)  # doctest: +SKIP
-    >>> design.labels  # "subject/occasion"  # doctest: +SKIP
-    ('1/1', '1/2')
+    >>> import numpy as np
+    >>> design = OccasionDesign(unit_subject=np.array([0, 0]), unit_occasion=(1, 2),
+    ...                         labels=("1/1", "1/2"), obs_unit=np.array([0, 1]), carry_over=0)
+    >>> design.n_units, design.labels  # labels: "subject/occasion"
+    (2, ('1/1', '1/2'))
     """
 
     unit_subject: np.ndarray

@@ -77,7 +77,7 @@ def plot_gof(
 
     Examples
     --------
-    >>> plot_gof(fit, "gof.png")  # doctest: +SKIP
+    >>> fig = plot_gof(fit, "gof.png")  # doctest: +SKIP
     """
     from .residuals import npde, pp_residuals
 

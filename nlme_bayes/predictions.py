@@ -20,8 +20,8 @@ def typical_parameters(fit: Any) -> dict[str, np.ndarray]:
 
     Examples
     --------
-    >>> typical_parameters(fit)["CL"].shape  # (draws, subjects)  # doctest: +SKIP
-    (4000, 12)
+    >>> typical_parameters(fit)["CL"].shape  # (chain, draw, subject)  # doctest: +SKIP
+    (2, 200, 12)
     """
     post = fit.posterior
     out: dict[str, np.ndarray] = {}
@@ -81,7 +81,10 @@ def individual_curves(
 
     Examples
     --------
-    >>> individual_curves(fit, n_points=50).head()  # doctest: +SKIP
+    >>> individual_curves(fit, n_points=50).head(2)  # doctest: +SKIP
+       ID      TIME     IPRED  IPRED_lo   IPRED_hi      PRED
+    0   1  0.000000  0.000000  0.000000   0.000000  0.000000
+    1   1  0.497347  ...
     """
     import pytensor
     import pytensor.tensor as pt

@@ -60,7 +60,8 @@ class PriorPredictive:
     Examples
     --------
     >>> pp = prior_predictive(model, data)  # or model.prior_predictive(data)  # doctest: +SKIP
-    >>> pp.summary()  # doctest: +SKIP
+    >>> pp.summary().columns.tolist()  # doctest: +SKIP
+    ['median', 'q5%', 'q95%']
     """
 
     draws: xr.Dataset
@@ -88,6 +89,10 @@ class PriorPredictive:
         Examples
         --------
         >>> pp.summary(0.9).loc["CL_pop"]  # doctest: +SKIP
+        median    0...
+        q5%       0...
+        q95%      0...
+        Name: CL_pop, dtype: float64
         """
         rows = []
         lo_p, hi_p = (1 - prob) / 2, (1 + prob) / 2

@@ -55,6 +55,9 @@ def report_sections(fit: Any) -> list[tuple[str, Callable[[], str]]]:
     Examples
     --------
     >>> [title for title, _ in report_sections(fit)]  # doctest: +SKIP
+    ['Population parameters', 'Convergence', 'Shrinkage', 'Predictive performance',
+     'Goodness of fit', 'Individual fits', 'Visual predictive check', 'Borrowing strength',
+     'Random effects vs covariates', 'Random effects: normal QQ plot', 'Traces']
     """
     from . import comparison, diagnostics, shrinkage, vpc
     from .summary import check_convergence
@@ -130,7 +133,8 @@ def write_html_report(fit: Any, path: str | os.PathLike) -> str:
 
     Examples
     --------
-    >>> fit.report("theophylline_report.html")  # doctest: +SKIP
+    >>> write_html_report(fit, "theophylline_report.html")  # or fit.report(path)  # doctest: +SKIP
+    'theophylline_report.html'
     """
     path = os.fspath(path)
     info = fit.info

@@ -189,6 +189,9 @@ def npde(fit: Any, *, n_draws: int = 500, random_seed: int = 0) -> pd.DataFrame:
     >>> from nlme_bayes.residuals import npde
     >>> table = npde(fit, n_draws=500)  # doctest: +SKIP
     >>> table["npde"].describe()  # doctest: +SKIP
+    count    132.000000
+    mean     ...
+    Name: npde, dtype: float64
     """
     from .simulation import observation_table
     from .vpc import _replicates
@@ -247,7 +250,11 @@ def pp_residuals(fit: Any, *, n_draws: int = 500, random_seed: int = 0) -> pd.Da
     Examples
     --------
     >>> from nlme_bayes.residuals import pp_residuals
-    >>> pp_residuals(fit)[["TIME", "ppres"]].head()  # doctest: +SKIP
+    >>> pp_residuals(fit)[["TIME", "ppres"]].head(3)  # doctest: +SKIP
+       TIME     ppres
+    0  0.00  ...
+    1  0.25  ...
+    2  0.57  ...
     """
     from .simulation import observation_table
     from .vpc import _replicates

@@ -356,7 +356,7 @@ def report_interruption(
 
     Examples
     --------
-    >>> report_interruption(fit, fit.info["interrupted"], "partial_fit.nc")  # doctest: +SKIP
+    >>> report_interruption(fit, fit.info["interruption"], "partial_fit.nc")  # doctest: +SKIP
     """
     where = ""
     if path is not None:

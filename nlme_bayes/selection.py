@@ -46,7 +46,11 @@ class VarianceCheck:
     --------
     >>> check = variance_needed(fit_with, fit_without, parameter="ka")  # doctest: +SKIP
     >>> print(check)  # doctest: +SKIP
+    omega(ka): posterior median ...
+    BF(omega < 0.1 vs >=): ...
+    subject-level elpd with - without: ...
     >>> check.elpd_diff, check.dse  # doctest: +SKIP
+    (..., ...)
     """
 
     parameter: str
@@ -120,6 +124,8 @@ def variance_needed(
     Examples
     --------
     >>> print(variance_needed(fit, parameter="ka"))  # doctest: +SKIP
+    omega(ka): posterior median ...
+    BF(omega < 0.1 vs >=): ...
     """
     import pymc as pm
 

@@ -318,7 +318,8 @@ def simulate_replicates(
     Examples
     --------
     >>> reps = simulate_replicates(fit, n_draws=100, random_seed=1)  # doctest: +SKIP
-    >>> reps["DV"].dims  # doctest: +SKIP
+    >>> reps["DV_sim"].dims  # doctest: +SKIP
+    ('draw', 'obs')
     """
     from .events import build_schedule
 

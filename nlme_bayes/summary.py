@@ -76,6 +76,11 @@ def summary_table(fit: Any, *, ci_prob: float = 0.95) -> pd.DataFrame:
     Examples
     --------
     >>> summary_table(fit, ci_prob=0.9)  # the same as fit.summary(ci_prob=0.9)  # doctest: +SKIP
+                       kind        mean  ...
+    parameter ...
+    CL_pop        typical value    0.0...
+    ...
+    sigma_add    residual error    0...
     """
     quantities, kind = _quantities(fit)
     ds = xr.Dataset({k: v.reset_coords(drop=True) for k, v in quantities.items()})
@@ -252,7 +257,7 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
     --------
     >>> report = check_convergence(fit)  # the same as fit.check_convergence()  # doctest: +SKIP
     >>> print(report)  # doctest: +SKIP
-    Convergence: OK
+    Convergence: ...
     """
     from .diagnostics import DIAGNOSTIC_THRESHOLDS, divergence_association, mcse_relative
 

@@ -488,7 +488,13 @@ def simulation_table(sim: xr.Dataset) -> pd.DataFrame:
 
     Examples
     --------
-    >>> simulation_table(sim).head()  # doctest: +SKIP
+    >>> from nlme_bayes.regimen import Regimen
+    >>> sim = simulate(pheno_fit, Regimen(20.0), times=[1.0, 12.0, 24.0], n_draws=50,
+    ...                covariates={"WT": 1.2, "APGAR_LT5": 0})  # doctest: +SKIP
+    >>> simulation_table(sim).head(2)  # doctest: +SKIP
+       draw  ID  TIME  DVID  before_dose      IPRED       PRED         DV
+    0     0   1   1.0     1        False  ...
+    1     0   1  12.0     1        False  ...
     """
     cols = [v for v in ("IPRED", "PRED", "DV") if v in sim]
     frame = sim[cols].to_dataframe().reset_index()
@@ -515,7 +521,14 @@ def prediction_intervals(
 
     Examples
     --------
+    >>> from nlme_bayes.regimen import Regimen
+    >>> sim = simulate(pheno_fit, Regimen(20.0), times=[1.0, 12.0, 24.0], n_draws=50,
+    ...                covariates={"WT": 1.2, "APGAR_LT5": 0})  # doctest: +SKIP
     >>> prediction_intervals(sim, var="IPRED", probs=(0.05, 0.5, 0.95))  # doctest: +SKIP
+       DVID  TIME  before_dose   n      q0.05       q0.5      q0.95
+    0     1   1.0        False  50  ...
+    1     1  12.0        False  50  ...
+    2     1  24.0        False  50  ...
     """
     if var not in sim:
         raise SpecificationError(

@@ -114,7 +114,9 @@ class VPCResult:
     --------
     >>> result = nb.vpc.vpc(fit, n_draws=200)  # doctest: +SKIP
     >>> result.stats.head()  # doctest: +SKIP
-    >>> nb.vpc.plot_vpc(result)  # doctest: +SKIP
+      stratum  bin    pi      TIME  ...
+    0     all    0  0.05  0.000000  ...
+    >>> fig = nb.vpc.plot_vpc(result)  # doctest: +SKIP
     """
 
     stats: pd.DataFrame
@@ -138,6 +140,7 @@ class VPCResult:
         Examples
         --------
         >>> nb.vpc.vpc(fit).coverage()  # about 0.9 when the model is right  # doctest: +SKIP
+        0...
         """
         return float(self.stats.dropna(subset=["observed"])["inside"].mean())
 
@@ -693,7 +696,9 @@ def vpc(
     >>> from nlme_bayes.vpc import vpc, plot_vpc
     >>> res = vpc(fit, n_draws=200, prediction_corrected=True)  # doctest: +SKIP
     >>> res.stats.head()  # doctest: +SKIP
-    >>> plot_vpc(res, path="vpc.png")  # doctest: +SKIP
+      stratum  bin    pi      TIME  ...
+    0     all    0  0.05  0.000000  ...
+    >>> fig = plot_vpc(res, path="vpc.png")  # doctest: +SKIP
     """
     from .simulation import observation_table
 

@@ -555,9 +555,9 @@ def load_plan(
 
     Examples
     --------
-    >>> plan = load_plan("examples/plans/local_theophylline.toml")  # doctest: +SKIP
-    >>> len(plan.tasks)  # doctest: +SKIP
-    4
+    >>> plan = load_plan("examples/plans/theophylline_local.toml")  # doctest: +SKIP
+    >>> len(plan.tasks)  # one model, one dataset, two seeds  # doctest: +SKIP
+    2
     """
     raw = read_toml(path)
     return parse_plan(

@@ -17,7 +17,7 @@ written but not recorded. Same plan, same seeds: the same draws, on any cluster.
 Examples
 --------
 >>> from nlme_bayes.batch import load_plan, run_plan
->>> summary = run_plan(load_plan("examples/plans/local_theophylline.toml"))  # doctest: +SKIP
+>>> summary = run_plan(load_plan("examples/plans/theophylline_local.toml"))  # doctest: +SKIP
 >>> print(summary)  # doctest: +SKIP
 >>> summary.table  # doctest: +SKIP
 """
@@ -551,7 +551,10 @@ def collect(plan: Plan) -> pd.DataFrame:
 
     Examples
     --------
-    >>> collect(load_plan("examples/plans/local_theophylline.toml"))  # doctest: +SKIP
+    >>> from nlme_bayes.batch import load_plan
+    >>> table = collect(load_plan("examples/plans/theophylline_local.toml"))  # doctest: +SKIP
+    >>> len(table)  # no fit of this plan has finished yet  # doctest: +SKIP
+    0
     """
     manifest = Manifest(plan.manifest_path)
     ids = {t.id for t in plan.tasks}

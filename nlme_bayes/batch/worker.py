@@ -56,7 +56,8 @@ def summarise_fit(fit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     Examples
     --------
     >>> diagnostics, estimates = summarise_fit(fit)  # doctest: +SKIP
-    >>> diagnostics["ok"], estimates["CL_pop"]["mean"]  # doctest: +SKIP
+    >>> isinstance(diagnostics["ok"], bool), round(estimates["CL_pop"]["mean"], 2)  # doctest: +SKIP
+    (True, 0.04)
     """
     report = fit.check_convergence()
     diagnostics = {"ok": bool(report.ok)}
