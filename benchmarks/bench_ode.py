@@ -254,6 +254,7 @@ def case_mm(args: argparse.Namespace) -> dict[str, Any]:
     ref = reference(data, obs, params)
     acc_ours = ours_accuracy(data, obs, params, ref, [None, *args.max_steps])
     ours["accuracy"] = acc_ours[0]
+    C.write_json("ode_mm_ours.json", {"meta": meta, "ours": ours, "accuracy_ours": acc_ours})
 
     sdata = {
         "N_subj": data.n_subjects,
