@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from .sampling_safety import nutpie_jitter
+
 __all__ = ["CompileCache", "DV_SCALE"]
 
 #: Factor applied to ``DV`` in the probe build that finds the data-derived constants.
@@ -245,14 +247,21 @@ class CompileCache:
                 self._entries.move_to_end(key)
             return entry
 
-    def _compile(self, key: tuple | None, fgraph: Any, initvals: dict[str, Any]) -> _Entry:
+    def _compile(
+        self, key: tuple | None, fgraph: Any, initvals: dict[str, Any], jitter: tuple[str, ...]
+    ) -> _Entry:
         import nutpie
         from pymc.model.fgraph import model_from_fgraph
         from pytensor.compile import SharedVariable
         from pytensor.graph.traversal import ancestors
 
         template = model_from_fgraph(fgraph, mutate_fgraph=False)
-        compiled = nutpie.compile_pymc_model(template, initial_points=initvals or None)
+        # the starts of Model.fit with nutpie (sampling_safety.nutpie_jitter)
+        compiled = nutpie.compile_pymc_model(
+            template,
+            initial_points=initvals or None,
+            jitter_rvs={template[n] for n in jitter if n in template.named_vars},
+        )
         roots = [*template.basic_RVs, *template.deterministics, *template.potentials]
         roots += [template.rvs_to_values[rv] for rv in template.observed_RVs]
         shared = {
@@ -309,7 +318,7 @@ class CompileCache:
         entry = self._find(key) if key is not None else None
         status = "hit" if entry is not None else "miss"
         if entry is None:
-            entry = self._compile(key, fgraph, initvals)
+            entry = self._compile(key, fgraph, initvals, nutpie_jitter(built))
             self.misses += 1
         else:
             self.hits += 1

@@ -25,6 +25,7 @@ from .sampling_safety import (
     check_fit_arguments,
     keep_complete_draws,
     nonfinite_transitions,
+    nutpie_jitter,
     report_interruption,
     sample_with_fresh_starts,
     watch_interrupt,
@@ -254,6 +255,13 @@ def fit(
             "maxdepth": max_treedepth,
             "adaptation": "low_rank" if mass_matrix == "low_rank" else "diag",
         }
+        # Jitter the population level only, as for the other backends: nutpie's default
+        # jitters every free variable by U(-1, 1) on the unconstrained scale -- every
+        # subject's z offset too -- and on a sparse ODE study that left chains stuck for the
+        # whole warm-up (sigma ~1, R-hat 3). The packed Omega Cholesky factor is jittered
+        # as well: nutpie initialises its mass matrix from the gradient, which is exactly 0
+        # for zero off-diagonal entries, and then refuses every start.
+        kwargs["compile_kwargs"] = {"jitter_rvs": {pm_model[n] for n in nutpie_jitter(built)}}
     else:
         kwargs["nuts"] = {
             "target_accept": target_accept,

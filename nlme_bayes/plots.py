@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SpecificationError
+
 __all__ = ["plot_gof", "plot_individual"]
 
 
@@ -138,36 +140,57 @@ def plot_individual(
     n_draws: int = 200,
     ci_prob: float = 0.9,
     max_subjects: int = 36,
+    dvid: int | None = None,
 ) -> Any:
     """Observed DV per subject with the IPRED median and credible band, and PRED (dashed).
+
+    With several outputs (``DVID``: e.g. concentration and response of a PK/PD model), each
+    subject gets one panel per output, side by side; ``dvid=`` shows only that output.
 
     Examples
     --------
     >>> fig = plot_individual(fit, "individual.png", max_subjects=12)  # doctest: +SKIP
+    >>> fig = plot_individual(pkpd_fit, dvid=2)  # the responses only  # doctest: +SKIP
     """
     from .predictions import individual_curves
 
     curves = individual_curves(fit, n_points=n_points, n_draws=n_draws, ci_prob=ci_prob)
     obs = fit.predictions()
     ids = list(fit.data.subject_ids)[:max_subjects]
-    ncols = min(4, len(ids))
-    nrows = math.ceil(len(ids) / ncols)
+    dvids: list[Any] = [None]
+    if "DVID" in curves:
+        dvids = sorted(curves["DVID"].unique())
+        if dvid is not None:
+            if dvid not in dvids:
+                raise SpecificationError(
+                    f"dvid={dvid!r}: the observed outputs are DVID {[int(d) for d in dvids]}."
+                )
+            dvids = [dvid]
+    panels = [(sid, d) for sid in ids for d in dvids]
+    per_row = max(1, 4 // len(dvids)) * len(dvids)
+    ncols = min(per_row, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     fig, ax = _figure(nrows, ncols, (3.2 * ncols, 2.6 * nrows))
-    for k, sid in enumerate(ids):
+    for k, (sid, d) in enumerate(panels):
         a = ax[k // ncols, k % ncols]
         c = curves[curves["ID"] == sid]
         o = obs[obs["ID"] == sid]
+        if d is not None:
+            c, o = c[c["DVID"] == d], o[o["DVID"] == d]
         a.fill_between(c["TIME"], c["IPRED_lo"], c["IPRED_hi"], color="C0", alpha=0.25, lw=0)
         a.plot(c["TIME"], c["IPRED"], color="C0", lw=1.5, label="IPRED")
         a.plot(c["TIME"], c["PRED"], color="C3", lw=1.2, ls="--", label="PRED")
         a.plot(o["TIME"], o["DV"], "ko", ms=3.5, label="DV")
-        a.set_title(f"ID {sid}", fontsize=9)
+        a.set_title(f"ID {sid}" + ("" if d is None or len(dvids) == 1 else f" · DVID {d}"),
+                    fontsize=9)  # fmt: skip
         a.tick_params(labelsize=8)
-    for k in range(len(ids), nrows * ncols):
+    for k in range(len(panels), nrows * ncols):
         ax[k // ncols, k % ncols].set_visible(False)
     ax[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{fit.model.name}: individual fits (band: {ci_prob:.0%} credible interval)")
+    which = "" if dvids == [None] or len(dvids) > 1 else f", DVID {dvids[0]}"
+    band = f"band: {ci_prob:.0%} credible interval"
+    fig.suptitle(f"{fit.model.name}: individual fits{which} ({band})")
     fig.supxlabel("TIME")
-    fig.supylabel("concentration")
+    fig.supylabel("concentration" if dvids == [None] else "DV")
     fig.tight_layout()
     return _save(fig, path)

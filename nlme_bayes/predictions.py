@@ -49,15 +49,20 @@ def _grid_dataset(fit: Any, n_points: int) -> Any:
     base = rec.loc[~is_obs].copy()
     firsts = rec.groupby("ID", sort=False).head(1).set_index("ID")
     span = rec.groupby("ID", sort=False)["TIME"].agg(["min", "max"])
+    # one grid per output (DVID) that has observations: PK and PD curves of a joint model
+    dvids = sorted(rec.loc[is_obs, "DVID"].unique()) if "DVID" in rec else [None]
     rows = []
     for sid, (t0, t1) in span.iterrows():
         grid = np.linspace(t0, t1 if t1 > t0 else t0 + 1.0, n_points)
-        g = pd.DataFrame({c: [firsts.loc[sid, c]] * n_points for c in firsts.columns})
-        g.insert(0, "ID", sid)
-        g["TIME"] = grid
-        g["DV"], g["AMT"], g["EVID"], g["MDV"], g["CMT"] = 0.0, 0.0, 0, 0, 0
-        g["RATE"], g["II"], g["ADDL"], g["SS"] = 0.0, 0.0, 0, 0
-        rows.append(g[rec.columns])
+        for dvid in dvids:
+            g = pd.DataFrame({c: [firsts.loc[sid, c]] * n_points for c in firsts.columns})
+            g.insert(0, "ID", sid)
+            g["TIME"] = grid
+            g["DV"], g["AMT"], g["EVID"], g["MDV"], g["CMT"] = 0.0, 0.0, 0, 0, 0
+            g["RATE"], g["II"], g["ADDL"], g["SS"] = 0.0, 0.0, 0, 0
+            if dvid is not None:
+                g["DVID"] = dvid
+            rows.append(g[rec.columns])
     grid = pd.concat(rows, ignore_index=True)
     base["_k"], grid["_k"] = 0, 1
     order = {sid: i for i, sid in enumerate(fit.data.subject_ids)}
@@ -77,7 +82,9 @@ def individual_curves(
 ) -> pd.DataFrame:
     """IPRED (median and credible band) and PRED (median) on a time grid per subject.
 
-    Returns a DataFrame with columns ``ID, TIME, IPRED, IPRED_lo, IPRED_hi, PRED``.
+    Returns a DataFrame with columns ``ID, TIME, IPRED, IPRED_lo, IPRED_hi, PRED``, and
+    ``DVID`` when the data have several outputs (a grid per observed output: a joint PK/PD
+    model gets concentration and response curves).
 
     Examples
     --------
@@ -111,7 +118,8 @@ def individual_curves(
     ipred = np.stack([f(*[flat[n][k] for n in names]) for k in range(len(pick))])
     pred = np.stack([f(*[flat_t[n][k] for n in names]) for k in range(len(pick))])
     lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-    out = obs[["ID", "TIME"]].copy()
+    several = "DVID" in obs and obs["DVID"].nunique() > 1
+    out = obs[["ID", "TIME"] + (["DVID"] if several else [])].copy()
     out["IPRED"] = np.median(ipred, axis=0)
     out["IPRED_lo"] = np.quantile(ipred, lo, axis=0)
     out["IPRED_hi"] = np.quantile(ipred, hi, axis=0)

@@ -223,6 +223,25 @@ def nonfinite_transitions(stats: xr.Dataset) -> int:
     return int(np.sum(diverging & ~np.isfinite(energy)))
 
 
+def nutpie_jitter(built: Any) -> tuple[str, ...]:
+    """Free variables whose start nutpie jitters: the population level and Omega's Cholesky factor.
+
+    Subjects start at the typical values (``z = 0``), as with the other backends. The packed
+    Cholesky factor is jittered too because nutpie initialises its mass matrix from the
+    gradient at the start, and at zero off-diagonal entries that gradient is exactly 0.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> built = SimpleNamespace(jitter_vars=("CL_pop", "sigma_add"),
+    ...                         offset_vars=("chol_omega_CL_V", "z_eta_CL_V"))
+    >>> nutpie_jitter(built)
+    ('CL_pop', 'sigma_add', 'chol_omega_CL_V')
+    """
+    chol = tuple(n for n in built.offset_vars if n.startswith("chol_"))
+    return tuple(built.jitter_vars) + chol
+
+
 def finite_starts(
     built: Any,
     start: Callable[[int], dict[str, np.ndarray]],

@@ -41,7 +41,9 @@ def sparse_centred_data(seed: int = 5, n: int = 30) -> nb.NonmemDataset:
 @pytest.fixture(scope="module")
 def bad_fit():
     """A deliberately bad fit: centred random effect on sparse data, 20 warm-up iterations,
-    target_accept=0.6 (seed fixed: it diverges heavily, ~100 divergent draws)."""
+    target_accept=0.5 (seed fixed: it diverges heavily, 90 divergent draws of 400; what so
+    short a warm-up does depends on the sampler's version and the starts, so the seed and
+    target were chosen to give a clearly bad fit, and the deterministic checks are below)."""
     model = nb.Model(
         name="funnel",
         structure=nb.OneCompartment(route="iv"),
@@ -55,7 +57,7 @@ def bad_fit():
         tune=20,
         chains=2,
         random_seed=4,
-        target_accept=0.6,
+        target_accept=0.5,
         sampler="nutpie",
         progressbar=False,
         check=False,

@@ -219,3 +219,64 @@ def test_no_subject_starts_in_the_flip_flop_mode(small_theoph_fit):
     assert float(flipped.max()) == 0.0, flipped.values
     omega_v = post["omega"].sel(param="V").median("draw")
     assert float(omega_v.max()) < 0.4, omega_v.values  # reference posterior mean 0.146
+
+
+def test_individual_plot_of_a_two_output_model(tmp_path):
+    """A joint model (DVID 1 concentration, DVID 2 a response): the dense curves come per
+    output, equal the structural prediction of each output at the observation times, and the
+    plot gives every subject one panel per output (or only the output asked for)."""
+    from nlme_bayes.predictions import individual_curves
+
+    structure = nb.ODEModel(
+        states=("central",),
+        parameters=("CL", "V"),
+        rhs=lambda t, A, p: {"central": -p["CL"] / p["V"] * A["central"]},
+        outputs={"C": lambda A, p: A["central"] / p["V"],
+                 "E": lambda A, p: 100.0 * A["central"] / (p["V"] + A["central"])},
+        dvid={1: "C", 2: "E"},
+    )  # fmt: skip
+    rows = []
+    for sid, (cl, v) in enumerate([(1.0, 10.0), (1.5, 12.0), (0.8, 9.0), (1.2, 11.0)], start=1):
+        rows.append((sid, 0.0, 100.0, 0.0, 1, 1, 1))
+        for t in (1.0, 4.0, 12.0):
+            c = 100.0 / v * np.exp(-cl / v * t)
+            rows.append((sid, t, 0.0, c * 1.05, 0, 0, 1))
+            rows.append((sid, t, 0.0, 100.0 * c / (1.0 + c) * 0.97, 0, 0, 2))
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=["ID", "TIME", "AMT", "DV", "EVID", "MDV", "DVID"])
+    model = nb.Model(
+        name="pk_response",
+        structure=structure,
+        parameters=[nb.Parameter("CL", 1.0), nb.Parameter("V", 10.0)],
+        omega=nb.Omega(blocks="diagonal"),
+        error={1: nb.Proportional(), 2: nb.Additive()},
+    )
+    fit = model.fit(nb.read_nonmem(frame), draws=40, tune=40, chains=1, random_seed=1,
+                    progressbar=False, check=False, sampler="nutpie")  # fmt: skip
+    curves = individual_curves(fit, n_points=13, n_draws=20)
+    assert sorted(curves["DVID"].unique()) == [1, 2]
+    assert len(curves) == 4 * 2 * 13
+    # the grid 0, 1, ..., 12 h holds the observation times: IPRED there from the structure
+    post = fit.posterior
+    draws = {n: post[n].isel(chain=0).values for n in ("CL", "V")}  # (draw, subject)
+    for sid, k in ((1, 0), (3, 2)):
+        for dvid in (1, 2):
+            got = curves[(curves["ID"] == sid) & (curves["DVID"] == dvid)].set_index("TIME")
+            c = (
+                100.0
+                / draws["V"][:, k, None]
+                * np.exp(-draws["CL"][:, k, None] / draws["V"][:, k, None] * np.array([4.0, 12.0]))
+            )
+            want = c if dvid == 1 else 100.0 * c / (1.0 + c)
+            # the curves use 20 of the 40 draws: the medians agree within the spread
+            lo, hi = np.quantile(want, [0.02, 0.98], axis=0)
+            assert np.all(got.loc[[4.0, 12.0], "IPRED"].to_numpy() >= lo - 1e-9)
+            assert np.all(got.loc[[4.0, 12.0], "IPRED"].to_numpy() <= hi + 1e-9)
+    fig = fit.plot_individual(tmp_path / "both.png", n_points=13, n_draws=20)
+    titles = [a.get_title() for a in fig.axes if a.get_visible()]
+    assert len(titles) == 8 and "ID 1 · DVID 2" in titles
+    fig = fit.plot_individual(None, n_points=13, n_draws=20, dvid=2)
+    assert len([a for a in fig.axes if a.get_visible()]) == 4
+    with pytest.raises(ValueError, match=r"dvid=3: the observed outputs are DVID \[1, 2\]"):
+        fit.plot_individual(None, dvid=3)
