@@ -129,17 +129,24 @@ def summary() -> str:
         "warm-up and draws, same starts (Stan gets draws of our sampler's start function). "
         "**Load caveat:** the machine (2 cores) was shared with other jobs; the load "
         "average is given for every run. Times are wall-clock; ratios taken in one run "
-        "share the load, absolute times do not carry over to an idle machine.",
+        "share the load, absolute times do not carry over to an idle machine. A ratio is "
+        "only meaningful when both runs converged (max R-hat < 1.01 on both sides); the "
+        "others are marked *not converged* and are indicative only.",
         "",
-        "| model | subjects | min ESS/s ours | min ESS/s Stan | ESS/s ratio | total s ours "
-        "| total s Stan (compile) | divergences ours / Stan | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | subjects | draws | min ESS/s ours | min ESS/s Stan | ESS/s ratio | "
+        "max R-hat ours / Stan | total s ours | total s Stan (compile) | "
+        "divergences ours / Stan | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, o, s, m in rows:
         rows_load = f"{o['loadavg'][0][0]} / {s['loadavg'][0][0]}"
+        converged = max(o["max_rhat"], s["max_rhat"]) < 1.01
+        ratio = f"{o['min_ess_per_s'] / s['min_ess_per_s']:.1f}x"
+        ratio = f"**{ratio}**" if converged else f"{ratio} (*not converged*)"
         lines.append(
-            f"| {label} | {m['n_subjects']} | {C.fmt(o['min_ess_per_s'])} | "
-            f"{C.fmt(s['min_ess_per_s'])} | **{o['min_ess_per_s'] / s['min_ess_per_s']:.1f}x** "
+            f"| {label} | {m['n_subjects']} | {m['chains']} x {m['draws']} | "
+            f"{C.fmt(o['min_ess_per_s'])} | {C.fmt(s['min_ess_per_s'])} | {ratio} | "
+            f"{o['max_rhat']:.4g} / {s['max_rhat']:.4g} "
             f"| {C.fmt(o['total_s'])} | {C.fmt(s['total_s'])} ({C.fmt(s['compile_s'])}) | "
             f"{o['divergences']} / {s['divergences']} | {rows_load} |"
         )
