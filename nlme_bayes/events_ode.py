@@ -36,8 +36,16 @@ import pandas as pd
 from .errors import DatasetError
 from .events import describe_rows
 
-__all__ = ["OdeSchedule", "build_ode_schedule", "PAD", "BOLUS", "INF_START", "INF_END", "RESET",
-           "OBS"]
+__all__ = [
+    "OdeSchedule",
+    "build_ode_schedule",
+    "PAD",
+    "BOLUS",
+    "INF_START",
+    "INF_END",
+    "RESET",
+    "OBS",
+]
 
 PAD, BOLUS, INF_START, INF_END, RESET, OBS = 0, 1, 2, 3, 4, 5
 
@@ -291,8 +299,17 @@ def build_ode_schedule(
                 k_start = len(per[i])
                 per[i].append((INF_START, s, time[r], amt[r], rate[r], period[i], -1, -1, lag))
                 per[i].append(
-                    (INF_END, s, time[r] + amt[r] / rate[r], amt[r], rate[r], period[i], -1,
-                     k_start, lag)
+                    (
+                        INF_END,
+                        s,
+                        time[r] + amt[r] / rate[r],
+                        amt[r],
+                        rate[r],
+                        period[i],
+                        -1,
+                        k_start,
+                        lag,
+                    )
                 )
             else:
                 per[i].append((BOLUS, s, time[r], amt[r], 0.0, period[i], -1, -1, lag))
@@ -307,8 +324,7 @@ def build_ode_schedule(
         order = sorted(range(len(evs)), key=lambda k: (evs[k][5], evs[k][2], k))
         remap = {old: new for new, old in enumerate(order)}
         per[i] = [
-            evs[k][:7] + ((remap[evs[k][7]] if evs[k][7] >= 0 else -1),) + evs[k][8:]
-            for k in order
+            evs[k][:7] + ((remap[evs[k][7]] if evs[k][7] >= 0 else -1),) + evs[k][8:] for k in order
         ]
 
     n_ev = max(1, max(len(e) for e in per))
@@ -339,9 +355,7 @@ def build_ode_schedule(
     if max_step is None:
         max_step = getattr(structure, "max_step", None)
     if max_step is None:
-        spans = [
-            (tm[i, len(per[i]) - 1] - tm[i, 0]) if per[i] else 0.0 for i in range(n)
-        ]
+        spans = [(tm[i, len(per[i]) - 1] - tm[i, 0]) if per[i] else 0.0 for i in range(n)]
         span = float(np.median(spans)) if spans else 1.0
         max_step = span / 40.0 if span > 0 else 1.0
     max_step = float(max_step)

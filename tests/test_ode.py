@@ -19,31 +19,92 @@ import nlme_bayes as nb
 from nlme_bayes.errors import DatasetError, SpecificationError
 from nlme_bayes.structural import ODEModel, OneCompartment, TwoCompartment, ode_templates
 
-OBS_TIMES = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 11.99, 12.0, 13.0, 24.5, 30.0, 30.5, 31.0,
-             32.0, 33.0, 36.0, 48.0)
+OBS_TIMES = (
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    8.0,
+    11.99,
+    12.0,
+    13.0,
+    24.5,
+    30.0,
+    30.5,
+    31.0,
+    32.0,
+    33.0,
+    36.0,
+    48.0,
+)
 RTOL = 1e-6
 # The tests evaluate the graphs without heavy rewriting or C/Numba compilation (the
 # arithmetic is the same in every backend; the recovery test samples the compiled graph).
 FAST = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
 
 
-def _records(model: ODEModel, n_subj: int, *, dose_state: str, infusion_state: str | None,
-             amt: float, dvids: tuple[int, ...] = (1,), doses: bool = True) -> pd.DataFrame:
+def _records(
+    model: ODEModel,
+    n_subj: int,
+    *,
+    dose_state: str,
+    infusion_state: str | None,
+    amt: float,
+    dvids: tuple[int, ...] = (1,),
+    doses: bool = True,
+) -> pd.DataFrame:
     cmt_of = {s: c for c, s in model.compartments.items()}
     rows = []
     for i in range(n_subj):
         sid = i + 1
         if doses:
-            rows.append(dict(ID=sid, TIME=0.0, AMT=amt * (1 + 0.5 * i), EVID=1,
-                             CMT=cmt_of[dose_state], RATE=0.0, II=12.0, ADDL=2, DV=0.0, DVID=1))
+            rows.append(
+                dict(
+                    ID=sid,
+                    TIME=0.0,
+                    AMT=amt * (1 + 0.5 * i),
+                    EVID=1,
+                    CMT=cmt_of[dose_state],
+                    RATE=0.0,
+                    II=12.0,
+                    ADDL=2,
+                    DV=0.0,
+                    DVID=1,
+                )
+            )
             if infusion_state is not None:
-                rows.append(dict(ID=sid, TIME=30.0, AMT=amt / 2, EVID=1,
-                                 CMT=cmt_of[infusion_state], RATE=amt / 4, II=0.0, ADDL=0,
-                                 DV=0.0, DVID=1))
+                rows.append(
+                    dict(
+                        ID=sid,
+                        TIME=30.0,
+                        AMT=amt / 2,
+                        EVID=1,
+                        CMT=cmt_of[infusion_state],
+                        RATE=amt / 4,
+                        II=0.0,
+                        ADDL=0,
+                        DV=0.0,
+                        DVID=1,
+                    )
+                )
         for t in OBS_TIMES:
             for d in dvids:
-                rows.append(dict(ID=sid, TIME=t, AMT=0.0, EVID=0, CMT=0, RATE=0.0, II=0.0,
-                                 ADDL=0, DV=1.0, DVID=d))
+                rows.append(
+                    dict(
+                        ID=sid,
+                        TIME=t,
+                        AMT=0.0,
+                        EVID=0,
+                        CMT=0,
+                        RATE=0.0,
+                        II=0.0,
+                        ADDL=0,
+                        DV=1.0,
+                        DVID=d,
+                    )
+                )
     return pd.DataFrame(rows).sort_values(["ID", "TIME"], kind="stable")
 
 
@@ -56,9 +117,11 @@ def _numeric(model: ODEModel):
     rhs = model._rhs_list(pt.dvector("t"), av, pv)
     f_rhs = pytensor.function([*av, *pv.values()], rhs, on_unused_input="ignore")
     outs = model.outputs if isinstance(model.outputs, dict) else {"C": model.outputs}
-    f_out = pytensor.function([*av, *pv.values()],
-                              [pt.as_tensor_variable(o(A, pv)) + pt.zeros_like(av[0])
-                               for o in outs.values()], on_unused_input="ignore")
+    f_out = pytensor.function(
+        [*av, *pv.values()],
+        [pt.as_tensor_variable(o(A, pv)) + pt.zeros_like(av[0]) for o in outs.values()],
+        on_unused_input="ignore",
+    )
     f_init = pytensor.function(list(pv.values()), model._initial(pv, 1), on_unused_input="ignore")
     return names, f_rhs, f_out, f_init
 
@@ -106,8 +169,9 @@ def _reference(model: ODEModel, frame: pd.DataFrame, params: dict[str, np.ndarra
 
         for te, _o, kind, st, val in events:
             if te > t:
-                y = solve_ivp(rhs, (t, te), y, method="LSODA", rtol=1e-10, atol=1e-12,
-                              args=(rate.copy(),)).y[:, -1]
+                y = solve_ivp(
+                    rhs, (t, te), y, method="LSODA", rtol=1e-10, atol=1e-12, args=(rate.copy(),)
+                ).y[:, -1]
                 t = te
             if kind == "bolus":
                 y[states.index(st)] += val
@@ -138,33 +202,122 @@ def _close(got: np.ndarray, ref: np.ndarray, rtol: float = RTOL) -> None:
 
 # template -> (options, dose state, infusion state, amount, params for 2 subjects, dvids)
 CASES = {
-    "one_cmt_oral_linear": ({"lag": True, "bioavailability": True}, "depot", "central", 100.0,
-                            {"CL": [2.0, 5.0], "V": [20.0, 40.0], "ka": [1.2, 0.6],
-                             "tlag": [0.4, 0.0], "F": [0.8, 0.6]}, (1,)),
-    "two_cmt_oral_linear": ({"lag": True}, "depot", "central", 100.0,
-                            {"CL": [2.0, 5.0], "V": [20.0, 40.0], "Q": [4.0, 2.0],
-                             "V2": [50.0, 30.0], "ka": [1.2, 0.6], "tlag": [0.3, 0.7]}, (1,)),
-    "two_cmt_iv_linear": ({}, "central", "central", 100.0,
-                          {"CL": [2.0, 5.0], "V": [20.0, 40.0], "Q": [4.0, 2.0],
-                           "V2": [50.0, 30.0]}, (1,)),
-    "mm_oral": ({"lag": True, "bioavailability": True}, "depot", "central", 200.0,
-                {"Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0], "ka": [1.0, 2.5],
-                 "tlag": [0.25, 0.6], "F": [0.9, 0.7]}, (1,)),
-    "mm_iv": ({}, "central", "central", 200.0,
-              {"Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0]}, (1,)),
-    "mixed_oral": ({}, "depot", "central", 200.0,
-                   {"CL": [1.0, 0.5], "Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0],
-                    "ka": [1.0, 2.5]}, (1,)),
-    "transit_oral": ({"n_transit": 2}, "depot", "central", 100.0,
-                     {"MTT": [1.5, 3.0], "CL": [2.0, 5.0], "V": [20.0, 40.0]}, (1,)),
-    "turnover_oral": ({"lag": True}, "depot", "central", 100.0,
-                      {"CL": [2.0, 5.0], "V": [20.0, 40.0], "ka": [1.2, 0.6], "kin": [10.0, 5.0],
-                       "kout": [0.5, 0.2], "Imax": [0.9, 0.6], "IC50": [1.0, 3.0],
-                       "tlag": [0.2, 0.5]}, (1, 2)),
-    "tmdd_qss_iv": ({}, "central", "central", 100.0,
-                    {"CL": [0.2, 0.3], "V": [3.0, 4.0], "Q": [0.5, 0.4], "V2": [2.0, 3.0],
-                     "kint": [0.05, 0.1], "kdeg": [0.02, 0.01], "R0": [5.0, 10.0],
-                     "Kss": [1.0, 0.5]}, (1,)),
+    "one_cmt_oral_linear": (
+        {"lag": True, "bioavailability": True},
+        "depot",
+        "central",
+        100.0,
+        {
+            "CL": [2.0, 5.0],
+            "V": [20.0, 40.0],
+            "ka": [1.2, 0.6],
+            "tlag": [0.4, 0.0],
+            "F": [0.8, 0.6],
+        },
+        (1,),
+    ),
+    "two_cmt_oral_linear": (
+        {"lag": True},
+        "depot",
+        "central",
+        100.0,
+        {
+            "CL": [2.0, 5.0],
+            "V": [20.0, 40.0],
+            "Q": [4.0, 2.0],
+            "V2": [50.0, 30.0],
+            "ka": [1.2, 0.6],
+            "tlag": [0.3, 0.7],
+        },
+        (1,),
+    ),
+    "two_cmt_iv_linear": (
+        {},
+        "central",
+        "central",
+        100.0,
+        {"CL": [2.0, 5.0], "V": [20.0, 40.0], "Q": [4.0, 2.0], "V2": [50.0, 30.0]},
+        (1,),
+    ),
+    "mm_oral": (
+        {"lag": True, "bioavailability": True},
+        "depot",
+        "central",
+        200.0,
+        {
+            "Vmax": [20.0, 8.0],
+            "Km": [2.0, 0.5],
+            "V": [30.0, 15.0],
+            "ka": [1.0, 2.5],
+            "tlag": [0.25, 0.6],
+            "F": [0.9, 0.7],
+        },
+        (1,),
+    ),
+    "mm_iv": (
+        {},
+        "central",
+        "central",
+        200.0,
+        {"Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0]},
+        (1,),
+    ),
+    "mixed_oral": (
+        {},
+        "depot",
+        "central",
+        200.0,
+        {
+            "CL": [1.0, 0.5],
+            "Vmax": [20.0, 8.0],
+            "Km": [2.0, 0.5],
+            "V": [30.0, 15.0],
+            "ka": [1.0, 2.5],
+        },
+        (1,),
+    ),
+    "transit_oral": (
+        {"n_transit": 2},
+        "depot",
+        "central",
+        100.0,
+        {"MTT": [1.5, 3.0], "CL": [2.0, 5.0], "V": [20.0, 40.0]},
+        (1,),
+    ),
+    "turnover_oral": (
+        {"lag": True},
+        "depot",
+        "central",
+        100.0,
+        {
+            "CL": [2.0, 5.0],
+            "V": [20.0, 40.0],
+            "ka": [1.2, 0.6],
+            "kin": [10.0, 5.0],
+            "kout": [0.5, 0.2],
+            "Imax": [0.9, 0.6],
+            "IC50": [1.0, 3.0],
+            "tlag": [0.2, 0.5],
+        },
+        (1, 2),
+    ),
+    "tmdd_qss_iv": (
+        {},
+        "central",
+        "central",
+        100.0,
+        {
+            "CL": [0.2, 0.3],
+            "V": [3.0, 4.0],
+            "Q": [0.5, 0.4],
+            "V2": [2.0, 3.0],
+            "kint": [0.05, 0.1],
+            "kdeg": [0.02, 0.01],
+            "R0": [5.0, 10.0],
+            "Kss": [1.0, 0.5],
+        },
+        (1,),
+    ),
 }
 
 
@@ -173,8 +326,9 @@ def test_template_matches_scipy_under_multiple_doses_infusion_and_lag(name):
     opts, dose_state, inf_state, amt, params, dvids = CASES[name]
     # transit: the chain's early rise (a sum of gamma-like terms from 0) needs finer steps
     model = ode_templates.load(name, max_step=0.02 if name == "transit_oral" else 0.05, **opts)
-    frame = _records(model, 2, dose_state=dose_state, infusion_state=inf_state, amt=amt,
-                     dvids=dvids)
+    frame = _records(
+        model, 2, dose_state=dose_state, infusion_state=inf_state, amt=amt, dvids=dvids
+    )
     p = {k: np.asarray(v, float) for k, v in params.items()}
     _close(_ours(model, frame, p), _reference(model, frame, p))
 
@@ -182,18 +336,31 @@ def test_template_matches_scipy_under_multiple_doses_infusion_and_lag(name):
 def test_sir_without_doses_matches_scipy():
     model = ode_templates.load("sir", max_step=0.1)
     frame = _records(model, 2, dose_state="S", infusion_state=None, amt=0.0, doses=False)
-    p = {"beta": np.array([0.8, 1.2]), "gamma": np.array([0.2, 0.3]),
-         "I0": np.array([0.01, 0.002])}
+    p = {"beta": np.array([0.8, 1.2]), "gamma": np.array([0.2, 0.3]), "I0": np.array([0.01, 0.002])}
     _close(_ours(model, frame, p), _reference(model, frame, p))
 
 
-@pytest.mark.parametrize("structure,template,params", [
-    (OneCompartment(route="oral", lag=True), "one_cmt_oral_linear",
-     {"CL": [2.0, 5.0], "V": [20.0, 40.0], "ka": [1.2, 0.6], "tlag": [0.4, 0.1]}),
-    (TwoCompartment(route="oral"), "two_cmt_oral_linear",
-     {"CL": [2.0, 5.0], "V": [20.0, 40.0], "Q": [4.0, 2.0], "V2": [50.0, 30.0],
-      "ka": [1.2, 0.6]}),
-])
+@pytest.mark.parametrize(
+    "structure,template,params",
+    [
+        (
+            OneCompartment(route="oral", lag=True),
+            "one_cmt_oral_linear",
+            {"CL": [2.0, 5.0], "V": [20.0, 40.0], "ka": [1.2, 0.6], "tlag": [0.4, 0.1]},
+        ),
+        (
+            TwoCompartment(route="oral"),
+            "two_cmt_oral_linear",
+            {
+                "CL": [2.0, 5.0],
+                "V": [20.0, 40.0],
+                "Q": [4.0, 2.0],
+                "V2": [50.0, 30.0],
+                "ka": [1.2, 0.6],
+            },
+        ),
+    ],
+)
 def test_linear_odes_equal_the_closed_forms(structure, template, params):
     model = ode_templates.load(template, lag=structure.lag, max_step=0.1)
     frame = _records(model, 2, dose_state="depot", infusion_state="central", amt=100.0)
@@ -202,7 +369,8 @@ def test_linear_odes_equal_the_closed_forms(structure, template, params):
     sched, _ = nb.events.build_schedule(data, structure)
     ins = {k: pt.dvector(k) for k in structure.parameters}
     closed = pytensor.function(list(ins.values()), structure.predict(ins, sched))(
-        *[p[k] for k in structure.parameters])
+        *[p[k] for k in structure.parameters]
+    )
     _close(_ours(model, frame, p), closed)
 
 
@@ -219,7 +387,8 @@ def test_stiff_absorption_ka_over_k_1e3(max_step, rtol):
     sched, _ = nb.events.build_schedule(data, structure)
     ins = {k: pt.dvector(k) for k in structure.parameters}
     closed = pytensor.function(list(ins.values()), structure.predict(ins, sched))(
-        *[p[k] for k in structure.parameters])
+        *[p[k] for k in structure.parameters]
+    )
     got = _ours(model, frame, p)
     assert np.all(np.isfinite(got))
     _close(got, closed, rtol=rtol)
@@ -229,8 +398,12 @@ def test_stiff_extreme_rates_stay_finite():
     """Warm-up-like extremes (ka = 1e6, Vmax = 1e5) give finite, bounded predictions."""
     model = ode_templates.load("mm_oral")
     frame = _records(model, 2, dose_state="depot", infusion_state="central", amt=100.0)
-    p = {"Vmax": np.array([1e5, 1e-3]), "Km": np.array([1e-3, 1e3]),
-         "V": np.array([30.0, 1e-2]), "ka": np.array([1e6, 1e-4])}
+    p = {
+        "Vmax": np.array([1e5, 1e-3]),
+        "Km": np.array([1e-3, 1e3]),
+        "V": np.array([30.0, 1e-2]),
+        "ka": np.array([1e6, 1e-4]),
+    }
     got = _ours(model, frame, p)
     assert np.all(np.isfinite(got))
     assert np.all(got >= -1e-6 * np.abs(got).max())
@@ -240,9 +413,16 @@ def test_tmdd_stiff_binding_matches_scipy():
     """Tight, fast binding (Kss = 1e-3, large target, kint up to 5/h)."""
     model = ode_templates.load("tmdd_qss_iv", max_step=0.02)
     frame = _records(model, 2, dose_state="central", infusion_state="central", amt=100.0)
-    p = {"CL": np.array([0.2, 0.3]), "V": np.array([3.0, 4.0]), "Q": np.array([0.5, 0.4]),
-         "V2": np.array([2.0, 3.0]), "kint": np.array([2.0, 5.0]), "kdeg": np.array([0.02, 0.5]),
-         "R0": np.array([20.0, 50.0]), "Kss": np.array([1e-3, 1e-2])}
+    p = {
+        "CL": np.array([0.2, 0.3]),
+        "V": np.array([3.0, 4.0]),
+        "Q": np.array([0.5, 0.4]),
+        "V2": np.array([2.0, 3.0]),
+        "kint": np.array([2.0, 5.0]),
+        "kdeg": np.array([0.02, 0.5]),
+        "R0": np.array([20.0, 50.0]),
+        "Kss": np.array([1e-3, 1e-2]),
+    }
     _close(_ours(model, frame, p), _reference(model, frame, p))
 
 
@@ -269,17 +449,20 @@ def test_gradient_matches_finite_differences_with_lag_f_and_infusion():
 
 def test_reset_evid3_restarts_from_initial_state():
     model = ode_templates.load("one_cmt_iv_linear", max_step=0.1)
-    frame = pd.DataFrame([
-        dict(ID=1, TIME=0.0, AMT=100.0, EVID=1, CMT=1, DV=0.0),
-        dict(ID=1, TIME=2.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
-        dict(ID=1, TIME=3.0, AMT=0.0, EVID=3, CMT=1, DV=0.0),
-        dict(ID=1, TIME=4.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
-        dict(ID=1, TIME=5.0, AMT=50.0, EVID=4, CMT=1, DV=0.0),
-        dict(ID=1, TIME=7.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
-    ])
+    frame = pd.DataFrame(
+        [
+            dict(ID=1, TIME=0.0, AMT=100.0, EVID=1, CMT=1, DV=0.0),
+            dict(ID=1, TIME=2.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
+            dict(ID=1, TIME=3.0, AMT=0.0, EVID=3, CMT=1, DV=0.0),
+            dict(ID=1, TIME=4.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
+            dict(ID=1, TIME=5.0, AMT=50.0, EVID=4, CMT=1, DV=0.0),
+            dict(ID=1, TIME=7.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
+        ]
+    )
     got = _ours(model, frame, {"CL": np.array([2.0]), "V": np.array([10.0])})
-    np.testing.assert_allclose(got, [10 * np.exp(-0.4), 0.0, 5 * np.exp(-0.4)], rtol=1e-6,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        got, [10 * np.exp(-0.4), 0.0, 5 * np.exp(-0.4)], rtol=1e-6, atol=1e-12
+    )
 
 
 # ---------------------------------------------------------------- specification errors
@@ -289,8 +472,12 @@ def _rhs_wrong(t, A, p):
 
 def test_rhs_with_wrong_number_of_states_is_a_specification_error():
     model = ODEModel(("a", "b"), ("k",), _rhs_wrong, lambda A, p: A["a"])
-    frame = pd.DataFrame([dict(ID=1, TIME=0.0, AMT=1.0, EVID=1, CMT=1, DV=0.0),
-                          dict(ID=1, TIME=1.0, AMT=0.0, EVID=0, CMT=1, DV=1.0)])
+    frame = pd.DataFrame(
+        [
+            dict(ID=1, TIME=0.0, AMT=1.0, EVID=1, CMT=1, DV=0.0),
+            dict(ID=1, TIME=1.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
+        ]
+    )
     sched, _ = model.build_schedule(nb.read_nonmem(frame))
     with pytest.raises(SpecificationError, match="returned 1 values for 2 states"):
         model.predict({"k": 1.0}, sched)
@@ -298,26 +485,37 @@ def test_rhs_with_wrong_number_of_states_is_a_specification_error():
 
 def test_rhs_dict_with_unknown_state_is_a_specification_error():
     model = ODEModel(("a",), ("k",), lambda t, A, p: {"b": -A["a"]}, lambda A, p: A["a"])
-    frame = pd.DataFrame([dict(ID=1, TIME=0.0, AMT=1.0, EVID=1, CMT=1, DV=0.0),
-                          dict(ID=1, TIME=1.0, AMT=0.0, EVID=0, CMT=1, DV=1.0)])
+    frame = pd.DataFrame(
+        [
+            dict(ID=1, TIME=0.0, AMT=1.0, EVID=1, CMT=1, DV=0.0),
+            dict(ID=1, TIME=1.0, AMT=0.0, EVID=0, CMT=1, DV=1.0),
+        ]
+    )
     sched, _ = model.build_schedule(nb.read_nonmem(frame))
     with pytest.raises(SpecificationError, match="missing a; unknown b"):
         model.predict({"k": 1.0}, sched)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(states=("a", "a")), "distinct"),
-    (dict(parameters=("k", "tlag")), "lag=True"),
-    (dict(method="euler"), "unknown method 'euler'; valid choices are rodas3, rodas4"),
-    (dict(default_dose="x"), "default_dose 'x' is not a state"),
-    (dict(compartments={1: "x"}), "compartment 1 maps to unknown state 'x'"),
-    (dict(dvid={2: "E"}), "DVID 2 maps to unknown output 'E'"),
-    (dict(max_step=0.0), "max_step must be > 0"),
-    (dict(rhs=None), "rhs must be a function"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(states=("a", "a")), "distinct"),
+        (dict(parameters=("k", "tlag")), "lag=True"),
+        (dict(method="euler"), "unknown method 'euler'; valid choices are rodas3, rodas4"),
+        (dict(default_dose="x"), "default_dose 'x' is not a state"),
+        (dict(compartments={1: "x"}), "compartment 1 maps to unknown state 'x'"),
+        (dict(dvid={2: "E"}), "DVID 2 maps to unknown output 'E'"),
+        (dict(max_step=0.0), "max_step must be > 0"),
+        (dict(rhs=None), "rhs must be a function"),
+    ],
+)
 def test_bad_ode_declarations(kwargs, match):
-    base = dict(states=("a",), parameters=("k",), rhs=lambda t, A, p: {"a": -A["a"]},
-                outputs=lambda A, p: A["a"])
+    base = dict(
+        states=("a",),
+        parameters=("k",),
+        rhs=lambda t, A, p: {"a": -A["a"]},
+        outputs=lambda A, p: A["a"],
+    )
     base.update(kwargs)
     with pytest.raises(SpecificationError, match=match):
         ODEModel(**base)
@@ -328,26 +526,41 @@ def test_unknown_template_and_bad_option():
         ode_templates.load("mm")
     with pytest.raises(SpecificationError, match="n_transit must be >= 1"):
         ode_templates.load("transit_oral", n_transit=0)
-    with pytest.raises(SpecificationError,
-                       match=r"unknown option\(s\) lagg; valid options are bioavailability, lag"):
+    with pytest.raises(
+        SpecificationError,
+        match=r"unknown option\(s\) lagg; valid options are bioavailability, lag",
+    ):
         ode_templates.load("mm_oral", lagg=True)
 
 
 def test_dose_into_unknown_compartment_and_unmapped_dvid_name_rows():
     model = ode_templates.load("mm_oral")
-    frame = pd.DataFrame([dict(ID=7, TIME=0.0, AMT=1.0, EVID=1, CMT=5, DV=0.0, DVID=1),
-                          dict(ID=7, TIME=1.0, AMT=0.0, EVID=0, CMT=2, DV=1.0, DVID=3)])
-    with pytest.raises(DatasetError, match=r"(?s)CMT: doses into unknown compartment\(s\) \[5\] "
-                       r"at row 1 \(ID 7\).*DVID: observations of output\(s\) \[3\] at row 2"):
+    frame = pd.DataFrame(
+        [
+            dict(ID=7, TIME=0.0, AMT=1.0, EVID=1, CMT=5, DV=0.0, DVID=1),
+            dict(ID=7, TIME=1.0, AMT=0.0, EVID=0, CMT=2, DV=1.0, DVID=3),
+        ]
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)CMT: doses into unknown compartment\(s\) \[5\] "
+        r"at row 1 \(ID 7\).*DVID: observations of output\(s\) \[3\] at row 2",
+    ):
         model.build_schedule(nb.read_nonmem(frame))
 
 
 def test_template_model_round_trips_through_its_specification():
-    model = nb.Model(structure=ode_templates.load("mm_oral", lag=True, max_step=0.5),
-                     parameters=[nb.Parameter("Vmax", 20.0), nb.Parameter("Km", 2.0, iiv=None),
-                                 nb.Parameter("V", 30.0), nb.Parameter("ka", 1.0),
-                                 nb.Parameter("tlag", 0.5)],
-                     error=nb.Proportional())
+    model = nb.Model(
+        structure=ode_templates.load("mm_oral", lag=True, max_step=0.5),
+        parameters=[
+            nb.Parameter("Vmax", 20.0),
+            nb.Parameter("Km", 2.0, iiv=None),
+            nb.Parameter("V", 30.0),
+            nb.Parameter("ka", 1.0),
+            nb.Parameter("tlag", 0.5),
+        ],
+        error=nb.Proportional(),
+    )
     back = nb.Model.from_dict(model.to_dict())
     assert back.structure.template == "mm_oral"
     assert back.structure.parameters == model.structure.parameters
@@ -359,8 +572,13 @@ def test_tiled_schedule_repeats_every_subject():
     model = ode_templates.load("mm_oral", lag=True, max_step=0.5)
     frame = _records(model, 2, dose_state="depot", infusion_state="central", amt=200.0)
     schedule, _ = model.build_schedule(nb.read_nonmem(frame))
-    p = {"Vmax": [20.0, 8.0], "Km": [2.0, 0.5], "V": [30.0, 15.0], "ka": [1.0, 2.5],
-         "tlag": [0.25, 0.6]}
+    p = {
+        "Vmax": [20.0, 8.0],
+        "Km": [2.0, 0.5],
+        "V": [30.0, 15.0],
+        "ka": [1.0, 2.5],
+        "tlag": [0.25, 0.6],
+    }
     one = model.predict({k: np.array(v) for k, v in p.items()}, schedule).eval()
     three = model.predict({k: np.array(v * 3) for k, v in p.items()}, schedule.tile(3)).eval()
     np.testing.assert_allclose(three, np.tile(one, 3), rtol=1e-12)

@@ -112,11 +112,23 @@ def michaelis_menten_study(
             indiv[k].append(v)
         conc = mm_oral_reference(p, [(0.0, dose), (24.0, dose)], times)
         dv = conc * (1.0 + t["sigma_prop"] * rng.standard_normal(len(times)))
-        rows.append(dict(ID=i + 1, TIME=0.0, AMT=dose, DV=0.0, EVID=1, CMT=1, II=24.0, ADDL=1,
-                         DOSE=dose))
+        rows.append(
+            dict(ID=i + 1, TIME=0.0, AMT=dose, DV=0.0, EVID=1, CMT=1, II=24.0, ADDL=1, DOSE=dose)
+        )
         for tt, y in zip(times, dv, strict=True):
-            rows.append(dict(ID=i + 1, TIME=tt, AMT=0.0, DV=float(y), EVID=0, CMT=2, II=0.0,
-                             ADDL=0, DOSE=dose))
+            rows.append(
+                dict(
+                    ID=i + 1,
+                    TIME=tt,
+                    AMT=0.0,
+                    DV=float(y),
+                    EVID=0,
+                    CMT=2,
+                    II=0.0,
+                    ADDL=0,
+                    DOSE=dose,
+                )
+            )
     frame = pd.DataFrame(rows)
     truth_out: dict[str, Any] = dict(t)
     truth_out["individual"] = {k: np.array(v) for k, v in indiv.items()}

@@ -210,8 +210,11 @@ class ODEModel:
         sets(self, "initial", initial)
         sets(self, "lag", lag)
         sets(self, "bioavailability", bioavailability)
-        sets(self, "dose_modifier_states",
-             None if dose_modifier_states is None else tuple(dose_modifier_states))
+        sets(
+            self,
+            "dose_modifier_states",
+            None if dose_modifier_states is None else tuple(dose_modifier_states),
+        )
         sets(self, "method", method)
         sets(self, "max_step", max_step)
         sets(self, "min_steps", int(min_steps))
@@ -356,8 +359,11 @@ class ODEModel:
         'one_cmt_oral_linear'
         """
         if self.template is not None:
-            return {"__type__": "ODEModel", "template": self.template,
-                    "options": dict(self.template_options or {})}
+            return {
+                "__type__": "ODEModel",
+                "template": self.template,
+                "options": dict(self.template_options or {}),
+            }
         refs = {"rhs": _callable_ref(self.rhs), "initial": _callable_ref(self.initial)}
         outs = self.outputs if isinstance(self.outputs, dict) else {"C": self.outputs}
         out_refs = {k: _callable_ref(f) for k, f in outs.items()}
@@ -370,11 +376,13 @@ class ODEModel:
             "initial": refs["initial"],
             "dvid": None if self.dvid is None else {str(k): v for k, v in self.dvid.items()},
             "default_dose": self.default_dose,
-            "compartments": None if self.compartments_ is None
+            "compartments": None
+            if self.compartments_ is None
             else {str(k): v for k, v in self.compartments_.items()},
             "lag": self.lag,
             "bioavailability": self.bioavailability,
-            "dose_modifier_states": None if self.dose_modifier_states is None
+            "dose_modifier_states": None
+            if self.dose_modifier_states is None
             else list(self.dose_modifier_states),
             "method": self.method,
             "max_step": self.max_step,
@@ -399,7 +407,8 @@ class ODEModel:
             return ode_templates.load(d["template"], **dict(d.get("options") or {}))
         outs = d["outputs"]
         outputs = (
-            {k: _resolve_ref(v) for k, v in outs.items()} if isinstance(outs, dict)
+            {k: _resolve_ref(v) for k, v in outs.items()}
+            if isinstance(outs, dict)
             else _resolve_ref(outs)
         )
         if d["rhs"] is None or outputs is None:
@@ -415,7 +424,8 @@ class ODEModel:
             initial=_resolve_ref(d.get("initial")),
             dvid=None if d.get("dvid") is None else {int(k): v for k, v in d["dvid"].items()},
             default_dose=d.get("default_dose"),
-            compartments=None if d.get("compartments") is None
+            compartments=None
+            if d.get("compartments") is None
             else {int(k): v for k, v in d["compartments"].items()},
             lag=bool(d.get("lag", False)),
             bioavailability=bool(d.get("bioavailability", False)),
@@ -547,13 +557,16 @@ class ODEModel:
         # --- event payloads after each step
         ev_id = perm[cols, pos] if dynamic else np.asarray(perm)[cols, pos]
         kind_ev = pt.as_tensor_variable(sc.kind)[cols, ev_id] if dynamic else sc.kind[cols, ev_id]
-        state_ev = sc.state[cols, ev_id] if not dynamic else pt.as_tensor_variable(sc.state)[
-            cols, ev_id]
+        state_ev = (
+            sc.state[cols, ev_id] if not dynamic else pt.as_tensor_variable(sc.state)[cols, ev_id]
+        )
         amt_ev = sc.amt[cols, ev_id] if not dynamic else pt.as_tensor_variable(sc.amt)[cols, ev_id]
-        rate_ev = (sc.rate[cols, ev_id] if not dynamic
-                   else pt.as_tensor_variable(sc.rate)[cols, ev_id])
-        lag_ev = (lag_mask[cols, ev_id] if not dynamic
-                  else pt.as_tensor_variable(lag_mask)[cols, ev_id])
+        rate_ev = (
+            sc.rate[cols, ev_id] if not dynamic else pt.as_tensor_variable(sc.rate)[cols, ev_id]
+        )
+        lag_ev = (
+            lag_mask[cols, ev_id] if not dynamic else pt.as_tensor_variable(lag_mask)[cols, ev_id]
+        )
         apply = sc.step_apply
         onehot = pt.eq(
             pt.as_tensor_variable(state_ev)[..., None], np.arange(len(self.states))
@@ -561,8 +574,9 @@ class ODEModel:
         bolus_amt = pt.where(pt.eq(kind_ev, E.BOLUS), amt_ev, 0.0) * apply
         if self.bioavailability:
             bolus_amt = bolus_amt * pt.where(lag_ev, p["F"][cols], 1.0)
-        sign = pt.where(pt.eq(kind_ev, E.INF_START), 1.0, pt.where(pt.eq(kind_ev, E.INF_END),
-                                                                    -1.0, 0.0))
+        sign = pt.where(
+            pt.eq(kind_ev, E.INF_START), 1.0, pt.where(pt.eq(kind_ev, E.INF_END), -1.0, 0.0)
+        )
         rate_d = sign * rate_ev * apply
         reset = pt.where(pt.eq(kind_ev, E.RESET), 1.0, 0.0) * apply
         bolus = onehot * bolus_amt[..., None]

@@ -132,7 +132,8 @@ def _tmdd_rhs(t: Any, A: dict, p: dict) -> dict:
     flow = p["Q"] * c - p["Q"] / p["V2"] * A["peripheral"]
     return {
         "central": -p["CL"] * c - p["kint"] * complex_ * p["V"] - flow,
-        "target": p["kdeg"] * p["R0"] - p["kdeg"] * A["target"]
+        "target": p["kdeg"] * p["R0"]
+        - p["kdeg"] * A["target"]
         - (p["kint"] - p["kdeg"]) * complex_,
         "peripheral": flow,
     }
@@ -157,8 +158,12 @@ def _make(name: str, **options: Any) -> ODEModel:
     lag = bool(options.pop("lag", False))
     f = bool(options.pop("bioavailability", False))
     mod = {"lag": lag, "bioavailability": f}
-    if name in ("one_cmt_oral_linear", "two_cmt_oral_linear", "one_cmt_iv_linear",
-                "two_cmt_iv_linear"):
+    if name in (
+        "one_cmt_oral_linear",
+        "two_cmt_oral_linear",
+        "one_cmt_iv_linear",
+        "two_cmt_iv_linear",
+    ):
         oral, two = "oral" in name, name.startswith("two")
         states = (("depot",) if oral else ()) + ("central",) + (("peripheral",) if two else ())
         params = ("CL", "V") + (("Q", "V2") if two else ()) + (("ka",) if oral else ())
@@ -166,17 +171,29 @@ def _make(name: str, **options: Any) -> ODEModel:
     if name in ("mm_oral", "mm_iv", "mixed_oral"):
         oral = name != "mm_iv"
         states = (("depot",) if oral else ()) + ("central",)
-        params = (("CL",) if name == "mixed_oral" else ()) + ("Vmax", "Km", "V") + (
-            ("ka",) if oral else ())
-        return ODEModel(states, params, _mm(oral, name == "mixed_oral"), _conc, name=name, **mod,
-                        **common)
+        params = (
+            (("CL",) if name == "mixed_oral" else ())
+            + ("Vmax", "Km", "V")
+            + (("ka",) if oral else ())
+        )
+        return ODEModel(
+            states, params, _mm(oral, name == "mixed_oral"), _conc, name=name, **mod, **common
+        )
     if name == "transit_oral":
         n = int(options.pop("n_transit", 3))
         if n < 1:
             raise SpecificationError(f"transit_oral: n_transit must be >= 1, got {n}.")
         states = ("depot", *[f"transit{k}" for k in range(1, n + 1)], "central")
-        return ODEModel(states, ("MTT", "CL", "V"), _transit(n), _conc, name=name,
-                        compartments={1: "depot", 2: "central"}, **mod, **common)
+        return ODEModel(
+            states,
+            ("MTT", "CL", "V"),
+            _transit(n),
+            _conc,
+            name=name,
+            compartments={1: "depot", 2: "central"},
+            **mod,
+            **common,
+        )
     if name == "turnover_oral":
         return ODEModel(
             ("depot", "central", "response"),
@@ -202,11 +219,17 @@ def _make(name: str, **options: Any) -> ODEModel:
             **common,
         )
     if name == "sir":
-        return ODEModel(("S", "I", "R"), ("beta", "gamma", "I0"), _sir_rhs,
-                        lambda A, p: A["I"], initial=_sir_initial, name=name, **mod, **common)
-    raise SpecificationError(
-        f"Unknown ODE template {name!r}; available: {', '.join(available())}."
-    )
+        return ODEModel(
+            ("S", "I", "R"),
+            ("beta", "gamma", "I0"),
+            _sir_rhs,
+            lambda A, p: A["I"],
+            initial=_sir_initial,
+            name=name,
+            **mod,
+            **common,
+        )
+    raise SpecificationError(f"Unknown ODE template {name!r}; available: {', '.join(available())}.")
 
 
 _NAMES = (

@@ -211,9 +211,7 @@ def rosenbrock_step(
         jac.append(row)
     uses_t = _depends_on(f0, t)
     dfdt = (
-        [pytensor.grad(fi.sum(), t, disconnected_inputs="ignore") for fi in f0]
-        if uses_t
-        else None
+        [pytensor.grad(fi.sum(), t, disconnected_inputs="ignore") for fi in f0] if uses_t else None
     )
     # Scaled form (multiplied through by h*gamma): no division by h, so h == 0 is a no-op
     # step (K_i = 0) and padded steps need no switch.
@@ -242,8 +240,10 @@ def rosenbrock_step(
         if dfdt is not None and tab.gammas[stage] != 0.0:
             rhs = [rhs[q] + hg * h * tab.gammas[stage] * dfdt[q] for q in range(s)]
         ks.append(_lu_solve(lu, rhs))
-    y_next = [y[q] + sum((tab.m[i] * ks[i][q] for i in range(tab.stages) if tab.m[i]), 0.0)
-              for q in range(s)]
+    y_next = [
+        y[q] + sum((tab.m[i] * ks[i][q] for i in range(tab.stages) if tab.m[i]), 0.0)
+        for q in range(s)
+    ]
     err = pt.stack(
         [sum((tab.e[i] * ks[i][q] for i in range(tab.stages) if tab.e[i]), 0.0) for q in range(s)],
         axis=-1,
@@ -314,8 +314,7 @@ def integrate(
     # inner graph is differentiated again (second order) by the gradient of the scan.
     has_rate = rate_delta is not None
     has_reset = reset is not None
-    seqs = [t_start, h, bolus] + ([rate_delta] if has_rate else []) + (
-        [reset] if has_reset else [])
+    seqs = [t_start, h, bolus] + ([rate_delta] if has_rate else []) + ([reset] if has_reset else [])
     n_seq = len(seqs)
     n_out = 2 if has_rate else 1
     extra = [y_reset] if has_reset else []
