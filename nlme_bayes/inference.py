@@ -25,6 +25,7 @@ from .sampling_safety import (
     check_fit_arguments,
     keep_complete_draws,
     nonfinite_transitions,
+    nutpie_initvals,
     nutpie_jitter,
     report_interruption,
     sample_with_fresh_starts,
@@ -262,6 +263,7 @@ def fit(
         # as well: nutpie initialises its mass matrix from the gradient, which is exactly 0
         # for zero off-diagonal entries, and then refuses every start.
         kwargs["compile_kwargs"] = {"jitter_rvs": {pm_model[n] for n in nutpie_jitter(built)}}
+        kwargs["initvals"] = nutpie_initvals(built)  # z at +-0.01: no zero gradient entry
     else:
         kwargs["nuts"] = {
             "target_accept": target_accept,

@@ -145,12 +145,11 @@ def plot_individual(
     """Observed DV per subject with the IPRED median and credible band, and PRED (dashed).
 
     With several outputs (``DVID``: e.g. concentration and response of a PK/PD model), each
-    subject gets one panel per output, side by side; ``dvid=`` shows only that output.
+    subject gets one panel per output, side by side; ``dvid=2`` shows only that output.
 
     Examples
     --------
     >>> fig = plot_individual(fit, "individual.png", max_subjects=12)  # doctest: +SKIP
-    >>> fig = plot_individual(pkpd_fit, dvid=2)  # the responses only  # doctest: +SKIP
     """
     from .predictions import individual_curves
 

@@ -242,6 +242,41 @@ def nutpie_jitter(built: Any) -> tuple[str, ...]:
     return tuple(built.jitter_vars) + chol
 
 
+Z_START = 0.01
+"""|z| of nutpie's starts of the non-centred offsets (see :func:`nutpie_initvals`)."""
+
+
+def nutpie_initvals(built: Any) -> dict[str, Any]:
+    """``built.initvals`` plus starts of the offsets ``z`` at ``±Z_START`` (alternating signs).
+
+    Every subject starts within 1 % of an SD of its typical values, as ``z = 0`` would
+    put it, but no component of the gradient is exactly 0: nutpie initialises its mass
+    matrix from the gradient at the start and refuses a start where a component is 0 (a
+    subject whose data do not involve one of its random effects, zero off-diagonals of the
+    Cholesky factor).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class M(dict):
+    ...     def initial_point(self):
+    ...         return {"z_eta_CL": np.zeros(4), "CL_pop_log__": 0.0}
+    >>> built = SimpleNamespace(initvals={"CL_pop": 2.0}, offset_vars=("z_eta_CL",),
+    ...                         pm_model=M())
+    >>> nutpie_initvals(built)["z_eta_CL"]
+    array([ 0.01, -0.01,  0.01, -0.01])
+    """
+    point = built.pm_model.initial_point()
+    out = dict(built.initvals or {})
+    for name in built.offset_vars:
+        if name.startswith("z_") and name in point:
+            shape = np.shape(point[name])
+            signs = 1.0 - 2.0 * (np.arange(int(np.prod(shape))) % 2)
+            out[name] = (Z_START * signs).reshape(shape)
+    return out
+
+
 def finite_starts(
     built: Any,
     start: Callable[[int], dict[str, np.ndarray]],
