@@ -447,6 +447,65 @@ def test_gradient_matches_finite_differences_with_lag_f_and_infusion():
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["mm_oral", "turnover_oral", "two_cmt_oral_linear"])
+def test_explicit_dopri5_matches_scipy_on_non_stiff_templates(name):
+    """The explicit option: same schedules (multiple doses, infusion, lag) and tolerance."""
+    opts, dose_state, inf_state, amt, params, dvids = CASES[name]
+    model = ode_templates.load(name, method="dopri5", max_step=0.05, **opts)
+    frame = _records(
+        model, 2, dose_state=dose_state, infusion_state=inf_state, amt=amt, dvids=dvids
+    )
+    p = {k: np.asarray(v, float) for k, v in params.items()}
+    _close(_ours(model, frame, p), _reference(model, frame, p))
+
+
+def test_explicit_dopri5_gradient_matches_finite_differences():
+    model = ode_templates.load("turnover_oral", lag=True, method="dopri5", max_step=0.25)
+    frame = _records(
+        model, 2, dose_state="depot", infusion_state="central", amt=100.0, dvids=(1, 2)
+    )
+    data = nb.read_nonmem(frame)
+    schedule, _ = model.build_schedule(data)
+    names = list(model.parameters)
+    x = pt.dvector("x")
+    params = {k: x[2 * i : 2 * i + 2] for i, k in enumerate(names)}
+    pred = model.predict(params, schedule)
+    loss = pt.sum(pt.log(pred + 1e-3) * np.linspace(0.5, 1.5, pred.type.shape[0] or 1))
+    f = pytensor.function([x], loss, mode=FAST)
+    g = pytensor.function([x], pytensor.grad(loss, x), mode=FAST)
+    vals = dict(CASES["turnover_oral"][4], tlag=[0.2, 0.35])  # lagged doses off obs times
+    x0 = np.concatenate([np.asarray(vals[k], float) for k in names])
+    analytic = g(x0)
+    numeric = np.empty_like(x0)
+    for j in range(len(x0)):
+        e = np.zeros_like(x0)
+        e[j] = 1e-6 * max(1.0, abs(x0[j]))
+        numeric[j] = (f(x0 + e) - f(x0 - e)) / (2 * e[j])
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_explicit_dopri5_outside_its_stability_region_is_flagged_not_garbage():
+    """ka * max_step = 500 >> 3.3: the explicit solution explodes, and predict flags the
+    subject (``tag.ode_ok``; the builder rejects the draw as -inf), where RODAS4 on the
+    same grid stays finite and unflagged."""
+    frame = _records(
+        ode_templates.load("mm_oral"), 1, dose_state="depot", infusion_state="central", amt=200.0
+    )
+    data = nb.read_nonmem(frame)
+    vals = {"Vmax": [20.0], "Km": [2.0], "V": [30.0], "ka": [1000.0]}
+    flags = {}
+    for method in ("dopri5", "rodas4"):
+        model = ode_templates.load("mm_oral", method=method, max_step=0.5)
+        schedule, _ = model.build_schedule(data)
+        ins = {k: pt.dvector(k) for k in model.parameters}
+        pred = model.predict(ins, schedule)
+        fn = pytensor.function(list(ins.values()), [pred, pred.tag.ode_ok], mode=FAST)
+        values, ok = fn(*[np.asarray(vals[k]) for k in model.parameters])
+        assert np.all(np.isfinite(values))  # a finite placeholder, never nan into the graph
+        flags[method] = bool(ok[0])
+    assert flags == {"dopri5": False, "rodas4": True}
+
+
 def test_reset_evid3_restarts_from_initial_state():
     model = ode_templates.load("one_cmt_iv_linear", max_step=0.1)
     frame = pd.DataFrame(
@@ -501,7 +560,10 @@ def test_rhs_dict_with_unknown_state_is_a_specification_error():
     [
         (dict(states=("a", "a")), "distinct"),
         (dict(parameters=("k", "tlag")), "lag=True"),
-        (dict(method="euler"), "unknown method 'euler'; valid choices are rodas3, rodas4"),
+        (
+            dict(method="euler"),
+            "unknown method 'euler'; valid choices are dopri5, rodas3, rodas4",
+        ),
         (dict(default_dose="x"), "default_dose 'x' is not a state"),
         (dict(compartments={1: "x"}), "compartment 1 maps to unknown state 'x'"),
         (dict(dvid={2: "E"}), "DVID 2 maps to unknown output 'E'"),

@@ -131,9 +131,13 @@ class ODEModel:
         Estimate ``tlag`` / ``F`` for doses into ``dose_modifier_states``.
     dose_modifier_states : tuple of str, optional
         Default ``(default_dose,)``.
-    method : {"rodas4", "rodas3"}
+    method : {"rodas4", "rodas3", "dopri5"}
         Rosenbrock scheme: RODAS4 (order 4, 6 stages; default) or RODAS3 (order 3,
-        4 stages: cheaper per step, needs more steps for the same accuracy).
+        4 stages: cheaper per step, needs more steps for the same accuracy); both are
+        L-stable, for stiff systems.  ``"dopri5"``: the explicit Dormand-Prince 5(4) for
+        *non-stiff* systems: no Jacobian, so the gradient graph is first order and
+        compiles much faster for three or more states, but a step is stable only for
+        ``max_step * fastest rate < ~3.3`` (see :mod:`~nlme_bayes.structural.explicit_rk`).
     max_step : float, optional
         Largest step between events (time units); default 1/40 of the median subject's
         time span.  The steps after a dose are graded (finer at the dose).

@@ -49,6 +49,8 @@ import pytensor.tensor as pt
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.variable import TensorVariable
 
+from .explicit_rk import DOPRI5, ExplicitTableau, explicit_step
+
 __all__ = ["Tableau", "RODAS3", "RODAS4", "METHODS", "rosenbrock_step", "integrate"]
 
 
@@ -143,7 +145,13 @@ RODAS4 = Tableau(
     gammas=(0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0),
 )
 
-METHODS: dict[str, Tableau] = {"rodas3": RODAS3, "rodas4": RODAS4}
+#: Rosenbrock schemes (stiff systems) and the explicit DOPRI5 (non-stiff systems, cheaper
+#: gradients: :mod:`~nlme_bayes.structural.explicit_rk`).
+METHODS: dict[str, Tableau | ExplicitTableau] = {
+    "rodas3": RODAS3,
+    "rodas4": RODAS4,
+    "dopri5": DOPRI5,
+}
 
 # f(t, y, args) -> dy/dt; y is a list of (n,) tensors (one per state), t is (n,)
 RHS = Callable[[TensorVariable, list[TensorVariable]], list[TensorVariable]]
@@ -333,7 +341,10 @@ def integrate(
         def rhs(tt, yy):
             return f(tt, yy, rate, *user)
 
-        y_next, _err = rosenbrock_step(rhs, t0, ys, hh, tab)
+        if isinstance(tab, ExplicitTableau):
+            y_next, _err = explicit_step(rhs, t0, ys, hh, tab)
+        else:
+            y_next, _err = rosenbrock_step(rhs, t0, ys, hh, tab)
         y_new = pt.stack(y_next, axis=-1)
         if has_reset:
             keep = (1.0 - rs)[:, None]  # 0/1 data: a blend, cheaper to differentiate than switch
@@ -359,7 +370,7 @@ def integrate(
 
 def _self_check() -> None:  # pragma: no cover - used interactively
     """Order check on y' = -y (run as ``python -m nlme_bayes.structural.rosenbrock``)."""
-    for name in METHODS:
+    for name in ("rodas3", "rodas4"):
         errs = []
         for n in (10, 20, 40):
             y = pt.dvector("y")
