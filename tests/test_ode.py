@@ -426,6 +426,17 @@ def test_tmdd_stiff_binding_matches_scipy():
     _close(_ours(model, frame, p), _reference(model, frame, p))
 
 
+def _check_gradient(f, g, x0: np.ndarray) -> None:
+    """Analytic gradient ``g`` of ``f`` against central differences (relative step 1e-6)."""
+    analytic = g(x0)
+    numeric = np.empty_like(x0)
+    for j in range(len(x0)):
+        e = np.zeros_like(x0)
+        e[j] = 1e-6 * max(1.0, abs(x0[j]))
+        numeric[j] = (f(x0 + e) - f(x0 - e)) / (2 * e[j])
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
 def test_gradient_matches_finite_differences_with_lag_f_and_infusion():
     model = ode_templates.load("mm_oral", lag=True, bioavailability=True, max_step=0.5)
     frame = _records(model, 2, dose_state="depot", infusion_state="central", amt=200.0)
@@ -438,13 +449,7 @@ def test_gradient_matches_finite_differences_with_lag_f_and_infusion():
     f = pytensor.function([x], loss, mode=FAST)
     g = pytensor.function([x], pytensor.grad(loss, x), mode=FAST)
     x0 = np.array([20.0, 8.0, 2.0, 0.5, 30.0, 15.0, 1.0, 2.5, 0.3, 0.6, 0.9, 0.7])
-    analytic = g(x0)
-    numeric = np.empty_like(x0)
-    for j in range(len(x0)):
-        e = np.zeros_like(x0)
-        e[j] = 1e-6 * max(1.0, abs(x0[j]))
-        numeric[j] = (f(x0 + e) - f(x0 - e)) / (2 * e[j])
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    _check_gradient(f, g, x0)
 
 
 @pytest.mark.parametrize("name", ["mm_oral", "turnover_oral", "two_cmt_oral_linear"])
@@ -475,13 +480,7 @@ def test_explicit_dopri5_gradient_matches_finite_differences():
     g = pytensor.function([x], pytensor.grad(loss, x), mode=FAST)
     vals = dict(CASES["turnover_oral"][4], tlag=[0.2, 0.35])  # lagged doses off obs times
     x0 = np.concatenate([np.asarray(vals[k], float) for k in names])
-    analytic = g(x0)
-    numeric = np.empty_like(x0)
-    for j in range(len(x0)):
-        e = np.zeros_like(x0)
-        e[j] = 1e-6 * max(1.0, abs(x0[j]))
-        numeric[j] = (f(x0 + e) - f(x0 - e)) / (2 * e[j])
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    _check_gradient(f, g, x0)
 
 
 def test_explicit_dopri5_outside_its_stability_region_is_flagged_not_garbage():
