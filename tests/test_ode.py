@@ -301,6 +301,23 @@ CASES = {
         },
         (1, 2),
     ),
+    "effect_cmt_oral": (
+        {"lag": True},
+        "depot",
+        "central",
+        100.0,
+        {
+            "CL": [2.0, 5.0],
+            "V": [20.0, 40.0],
+            "ka": [1.2, 0.6],
+            "ke0": [0.3, 2.0],
+            "E0": [10.0, 20.0],
+            "Emax": [50.0, 30.0],
+            "EC50": [1.0, 3.0],
+            "tlag": [0.2, 0.35],
+        },
+        (1, 2),
+    ),
     "tmdd_qss_iv": (
         {},
         "central",
@@ -452,7 +469,9 @@ def test_gradient_matches_finite_differences_with_lag_f_and_infusion():
     _check_gradient(f, g, x0)
 
 
-@pytest.mark.parametrize("name", ["mm_oral", "turnover_oral", "two_cmt_oral_linear"])
+@pytest.mark.parametrize(
+    "name", ["mm_oral", "turnover_oral", "effect_cmt_oral", "two_cmt_oral_linear"]
+)
 def test_explicit_dopri5_matches_scipy_on_non_stiff_templates(name):
     """The explicit option: same schedules (multiple doses, infusion, lag) and tolerance."""
     opts, dose_state, inf_state, amt, params, dvids = CASES[name]

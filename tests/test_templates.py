@@ -92,7 +92,7 @@ def test_update_parameter_and_add_covariate_work_on_any_model():
 
 def test_load_errors_list_the_valid_choices():
     with pytest.raises(SpecificationError, match=r"unknown model template 'nope'; available: "
-                                                 r"asymptotic, emax"):  # fmt: skip
+                                                 r"asymptotic, effect_cmt_oral, emax"):  # fmt: skip
         templates.load("nope")
     with pytest.raises(SpecificationError, match=r"unknown option\(s\) wrong\. Options: "
                                                  r"typical, priors"):  # fmt: skip

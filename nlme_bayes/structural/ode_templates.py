@@ -119,6 +119,20 @@ def _turnover_initial(p: dict) -> dict:
     return {"depot": 0.0, "central": 0.0, "response": p["kin"] / p["kout"]}
 
 
+def _effect_cmt_rhs(t: Any, A: dict, p: dict) -> dict:
+    c = A["central"] / p["V"]
+    return {
+        "depot": -p["ka"] * A["depot"],
+        "central": p["ka"] * A["depot"] - p["CL"] / p["V"] * A["central"],
+        "effect": p["ke0"] * (c - A["effect"]),  # the effect-site concentration Ce
+    }
+
+
+def _effect_emax(A: dict, p: dict) -> Any:
+    ce = A["effect"]
+    return p["E0"] + p["Emax"] * ce / (p["EC50"] + ce)
+
+
 def _qss_free(A: dict, p: dict) -> Any:
     ltot = A["central"] / p["V"]
     b = ltot - A["target"] - p["Kss"]
@@ -206,6 +220,18 @@ def _make(name: str, **options: Any) -> ODEModel:
             **mod,
             **common,
         )
+    if name == "effect_cmt_oral":
+        return ODEModel(
+            ("depot", "central", "effect"),
+            ("CL", "V", "ka", "ke0", "E0", "Emax", "EC50"),
+            _effect_cmt_rhs,
+            {"C": _conc, "E": _effect_emax},
+            dvid={1: "C", 2: "E"},
+            compartments={1: "depot", 2: "central"},
+            name=name,
+            **mod,
+            **common,
+        )
     if name == "tmdd_qss_iv":
         return ODEModel(
             ("central", "target", "peripheral"),
@@ -233,6 +259,7 @@ def _make(name: str, **options: Any) -> ODEModel:
 
 
 _NAMES = (
+    "effect_cmt_oral",
     "mixed_oral",
     "mm_iv",
     "mm_oral",
