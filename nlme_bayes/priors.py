@@ -21,6 +21,18 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def _is_distribution(cls: Any) -> bool:
+    """A PyMC distribution class: a ``pm.Distribution`` subclass, or one of PyMC 6's
+    factory classes (``LogitNormal``, ``ChiSquared``, ...) that only provide ``dist``."""
+    import pymc as pm
+
+    if not isinstance(cls, type):
+        return False
+    if issubclass(cls, pm.Distribution):
+        return True
+    return callable(getattr(cls, "dist", None)) and cls.__module__.startswith("pymc.distributions")
+
+
 @dataclass(frozen=True)
 class Prior:
     """A prior distribution, named as in PyMC, with keyword parameters.
@@ -109,13 +121,9 @@ class Prior:
         import pymc as pm
 
         cls = getattr(pm, self.dist, None)
-        if not (isinstance(cls, type) and issubclass(cls, pm.Distribution)):
+        if not _is_distribution(cls):
             valid = sorted(
-                n
-                for n in dir(pm)
-                if isinstance(getattr(pm, n), type)
-                and issubclass(getattr(pm, n), pm.Distribution)
-                and n[0].isupper()
+                n for n in dir(pm) if n[0].isupper() and _is_distribution(getattr(pm, n))
             )
             raise SpecificationError(
                 f"Prior: unknown distribution {self.dist!r}. Valid PyMC distributions include: "

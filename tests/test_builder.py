@@ -130,6 +130,28 @@ def test_centered_block_and_no_iiv():
     assert list(built.pm_model.coords["param"]) == ["CL", "V"]
 
 
+def test_logit_normal_parameters_build_with_their_default_and_informed_priors():
+    """PyMC 6's LogitNormal is a factory class, not a ``pm.Distribution`` subclass: the
+    default prior of an ``iiv="logit"`` parameter and ``Prior.typical(scale="logit")`` must
+    still build, with the typical value inside (0, 1) and a finite log density."""
+    model = _oral(
+        parameters=[
+            nb.Parameter("CL", 0.04),
+            nb.Parameter("V", 0.5, prior=nb.Prior.typical(0.5, cv=40)),
+            nb.Parameter("ka", 0.6, iiv="logit"),  # default LogitNormal(logit 0.6, 1)
+        ]
+    )
+    built = build(model, nb.datasets.theophylline())
+    pm_model = built.pm_model
+    point = pm_model.initial_point()
+    assert np.isfinite(pm_model.compile_logp()(point))
+    draws = pm.draw(pm_model["ka_pop"], draws=2000, random_seed=1)
+    assert 0 < draws.min() and draws.max() < 1
+    assert np.median(draws) == pytest.approx(0.6, abs=0.03)
+    informed = model.with_priors({"ka_pop": nb.Prior.typical(0.6, cv=30, scale="logit")})
+    assert np.isfinite(build(informed, nb.datasets.theophylline()).pm_model.point_logps()["ka_pop"])
+
+
 def test_fixed_parameter_is_not_sampled():
     model = _oral(
         parameters=[
