@@ -239,15 +239,20 @@ def to_stan(vals: dict[str, Any], smap: StanMap) -> dict[str, Any]:
     """Our natural-scale values -> Stan's constrained parameters (log_pop, omega, L, z, sigma)."""
     corr = np.asarray(vals["omega_corr"], float)
     z_name = [n for n in vals if n.startswith("z_eta_")]
-    if len(z_name) != 1:
+    if smap.extra.get("diagonal"):  # one z block per random effect, (n_subj,) each
+        z = np.stack([np.asarray(vals[f"z_eta_{n}"], float) for n in smap.iiv])
+    elif len(z_name) == 1:
+        z = np.asarray(vals[z_name[0]], float).T
+    else:
         raise ValueError(f"expected one z_eta block, got {z_name}")
     init = {
         "log_pop": np.log([float(vals[f"{p}_pop"]) for p in smap.pop]).tolist(),
         "omega": np.asarray(vals["omega"], float).tolist(),
-        "L": np.linalg.cholesky(corr).tolist(),
-        "z": np.asarray(vals[z_name[0]], float).T.tolist(),
+        "z": z.tolist(),
         "sigma": float(vals[smap.sigma]),
     }
+    if not smap.extra.get("diagonal"):  # the Cholesky factor of the correlation (Stan: L)
+        init[smap.extra.get("L_name", "L")] = np.linalg.cholesky(corr).tolist()
     return init
 
 
@@ -295,7 +300,7 @@ def ours_draws(fit: Any, smap: StanMap) -> tuple[dict[str, np.ndarray], np.ndarr
     k = len(smap.iiv)
     for j, n in enumerate(smap.iiv):
         pop[f"omega_{n}"] = om[..., j]
-    for a in range(k):
+    for a in range(k if not smap.extra.get("diagonal") else 0):  # no correlations to compare
         for b in range(a):
             pop[f"corr_{smap.iiv[a]}_{smap.iiv[b]}"] = corr[..., a, b]
     pop["sigma"] = post[smap.sigma].values
@@ -326,7 +331,7 @@ def stan_draws(fit: Any, smap: StanMap, tune: int = 0) -> tuple[dict[str, np.nda
     k = len(smap.iiv)
     for j, n in enumerate(smap.iiv):
         pop[f"omega_{n}"] = om[..., j]
-    for a in range(k):
+    for a in range(k if not smap.extra.get("diagonal") else 0):
         for b in range(a):
             pop[f"corr_{smap.iiv[a]}_{smap.iiv[b]}"] = corr[..., a, b]
     pop["sigma"] = get("sigma")

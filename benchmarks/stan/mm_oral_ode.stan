@@ -65,15 +65,24 @@ data {
   vector<lower=0>[4] sd_pop;
   vector<lower=0>[3] omega_scale;
   real<lower=0> lkj_eta;
+  int<lower=0, upper=1> full_omega;  // 0: diagonal Omega (L is then the identity, no LKJ term)
   real<lower=0> sigma_scale;
   int<lower=0, upper=1> gq;  // compute the predictions in generated quantities
 }
 parameters {
   vector[4] log_pop;
   vector<lower=0>[3] omega;
-  cholesky_factor_corr[3] L;
+  cholesky_factor_corr[full_omega ? 3 : 0] L_free;
   matrix[3, N_subj] z;
   real<lower=0> sigma;
+}
+transformed parameters {
+  matrix[3, 3] L;
+  if (full_omega) {
+    L = L_free;
+  } else {
+    L = identity_matrix(3);
+  }
 }
 model {
   vector[N_obs] ipred = mm_ipred((diag_pre_multiply(omega, L) * z)', log_pop, seg_subj,
@@ -81,7 +90,7 @@ model {
                                  solver, rtol, atol, max_steps);
   log_pop ~ normal(mu_pop, sd_pop);
   omega ~ normal(0, omega_scale);
-  L ~ lkj_corr_cholesky(lkj_eta);
+  if (full_omega) L_free ~ lkj_corr_cholesky(lkj_eta);
   to_vector(z) ~ std_normal();
   sigma ~ normal(0, sigma_scale);
   // ipred > 0 exactly; a solver's absolute tolerance can leave a tiny negative value at
