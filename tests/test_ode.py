@@ -602,7 +602,9 @@ def test_bad_ode_declarations(kwargs, match):
 
 
 def test_unknown_template_and_bad_option():
-    with pytest.raises(SpecificationError, match="Unknown ODE template 'mm'; available: mixed"):
+    with pytest.raises(
+        SpecificationError, match="Unknown ODE template 'mm'; available: effect_cmt_oral, mixed"
+    ):
         ode_templates.load("mm")
     with pytest.raises(SpecificationError, match="n_transit must be >= 1"):
         ode_templates.load("transit_oral", n_transit=0)
