@@ -251,7 +251,17 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
     return eta, offsets, initvals
 
 
-def _residual_sd(err: Any, ipred: Any, dv_scale: float, suffix: str) -> tuple[Any, bool]:
+#: Proportional error's SD is ``sigma * sqrt(IPRED^2 + floor^2)`` with ``floor`` this fraction
+#: of the output's median positive DV: 1e-12 relative change for predictions above 1e-3 of
+#: the median, but a prediction that underflows (an ODE 48 h after a small dose: 1e-21, or a
+#: tiny negative undershoot) no longer gives an SD of ~0 (log density -1e24, gradients 1e26:
+#: a NUTS chain stuck with every transition divergent) or a negative SD (NaN).
+PROPORTIONAL_FLOOR = 1e-6
+
+
+def _residual_sd(
+    err: Any, ipred: Any, dv_scale: float, suffix: str, dv_level: float = 1.0
+) -> tuple[Any, bool]:
     """SD of each observation under ``err`` and whether it is a log-scale model."""
 
     def prior(p: Prior | None, default: Prior, name: str) -> Any:
@@ -264,7 +274,9 @@ def _residual_sd(err: Any, ipred: Any, dv_scale: float, suffix: str) -> tuple[An
     if isinstance(err, Additive):
         return prior(err.sigma, add_default, f"sigma_add{suffix}") * pt.ones_like(ipred), False
     if isinstance(err, Proportional):
-        return prior(err.sigma, prop_default, f"sigma_prop{suffix}") * ipred, False
+        floor = PROPORTIONAL_FLOOR * dv_level
+        sigma = prior(err.sigma, prop_default, f"sigma_prop{suffix}")
+        return sigma * pt.sqrt(ipred**2 + floor**2), False
     if isinstance(err, Combined):
         a = prior(err.additive, add_default, f"sigma_add{suffix}")
         b = prior(err.proportional, prop_default, f"sigma_prop{suffix}")
@@ -455,7 +467,9 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             scale = float(np.std(dv[mask])) if mask.sum() > 1 else 1.0
             scale = scale if scale > 0 and math.isfinite(scale) else 1.0
             suffix = "" if len(errs) == 1 else f"_DVID{k}"
-            sd_k, is_log = _residual_sd(err, ipred, scale, suffix)
+            positive = np.abs(dv[mask])[np.abs(dv[mask]) > 0]
+            level = float(np.median(positive)) if positive.size else 1.0
+            sd_k, is_log = _residual_sd(err, ipred, scale, suffix, level)
             sd = pt.where(mask, sd_k, sd) if len(errs) > 1 else sd_k
         if censoring is not None:
             _censored_likelihood(ipred, sd, is_log, censoring)

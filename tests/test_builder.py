@@ -152,6 +152,28 @@ def test_logit_normal_parameters_build_with_their_default_and_informed_priors():
     assert np.isfinite(build(informed, nb.datasets.theophylline()).pm_model.point_logps()["ka_pop"])
 
 
+def test_proportional_error_stays_finite_when_a_prediction_underflows():
+    """A sample far in the terminal phase (IPRED ~ 1e-33 at the start point, DV 5e-9): with
+    SD = sigma * IPRED its log density term was -9e51 (a NUTS chain near such a point
+    diverges on every transition). The floor (1e-6 of the median DV) keeps it ordinary."""
+    rows = [dict(ID=1, TIME=0.0, AMT=100.0, EVID=1, DV=0.0, CMT=1)]
+    for t, dv in [(0.5, 5.0), (2.0, 4.0), (8.0, 2.0), (24.0, 0.6), (600.0, 5e-9)]:
+        rows.append(dict(ID=1, TIME=t, AMT=0.0, EVID=0, DV=dv, CMT=1))
+    rows += [dict(r, ID=2) for r in rows]
+    data = nb.read_nonmem(pd.DataFrame(rows))
+    model = nb.Model(
+        structure=nb.OneCompartment(route="iv"),
+        parameters=[nb.Parameter("CL", 2.0), nb.Parameter("V", 15.0)],
+        error=nb.Proportional(),
+    )
+    pm_model = build(model, data).pm_model
+    point = pm_model.initial_point()
+    logp = pm_model.compile_logp(vars=[pm_model["DV"]], sum=False)(point)[0]
+    assert np.all(np.isfinite(logp)) and logp.min() > -100
+    grad = pm_model.compile_dlogp()(point)
+    assert np.all(np.isfinite(grad)) and np.abs(grad).max() < 1e6
+
+
 def test_fixed_parameter_is_not_sampled():
     model = _oral(
         parameters=[

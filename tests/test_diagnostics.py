@@ -41,9 +41,11 @@ def sparse_centred_data(seed: int = 5, n: int = 30) -> nb.NonmemDataset:
 @pytest.fixture(scope="module")
 def bad_fit():
     """A deliberately bad fit: centred random effect on sparse data, 20 warm-up iterations,
-    target_accept=0.5 (seed fixed: it diverges heavily, 90 divergent draws of 400; what so
-    short a warm-up does depends on the sampler's version and the starts, so the seed and
-    target were chosen to give a clearly bad fit, and the deterministic checks are below)."""
+    target_accept=0.5, 4 chains. With 2 chains, one seed in four gave no divergence at all;
+    with 4 chains every seed tried (1-6) gave 44-138 divergent draws of 800. Where the
+    divergences sit after so short a warm-up is not reproducible (it moves with any change
+    in the floating-point path), so the tests check what follows from the draws, not which
+    quantity gets named; the advice logic is tested deterministically on planted divergences."""
     model = nb.Model(
         name="funnel",
         structure=nb.OneCompartment(route="iv"),
@@ -55,7 +57,7 @@ def bad_fit():
         sparse_centred_data(),
         draws=200,
         tune=20,
-        chains=2,
+        chains=4,
         random_seed=4,
         target_accept=0.5,
         sampler="nutpie",
@@ -112,10 +114,20 @@ def test_bad_fit_names_parameters_with_divergences(bad_fit, tmp_path):
     # the report names the quantities most associated with the divergences ...
     line = next(p for p in report.problems if p.startswith("divergences "))
     assert table.index[0] in line and "SMD" in line
-    # ... at least one of them clearly (the funnel-specific advice is tested deterministically
-    # on planted divergences below: what a 20-iteration warm-up does is not reproducible
-    # across sampler versions)
-    assert table["flagged"].any()
+    # ... and the table is the NumPy figure on this fit's own divergent draws, flagged by the
+    # documented rule (which quantities end up flagged after a 20-iteration warm-up is not
+    # reproducible; the advice is tested on planted divergences below)
+    div = bad_fit.results["sample_stats"]["diverging"].transpose("chain", "draw").values
+    div = div.ravel().astype(bool)
+    limit = max(0.5, 2.0 / np.sqrt(div.sum()))
+    for label, x in [
+        ("CL_pop", np.log(bad_fit.posterior["CL_pop"])),
+        ("omega(CL)", np.log(bad_fit.posterior["omega"].sel(param="CL"))),
+    ]:
+        x = x.transpose("chain", "draw").values.ravel()
+        smd = (x[div].mean() - x[~div].mean()) / x.std(ddof=1)
+        assert table.loc[label, "smd"] == pytest.approx(smd, rel=1e-9)
+        assert table.loc[label, "flagged"] == (abs(smd) >= limit)
     fig = plot_divergences(bad_fit, tmp_path / "div.png")
     assert (tmp_path / "div.png").stat().st_size > 10_000
     assert len([a for a in fig.axes if a.get_visible()]) == 1

@@ -138,6 +138,21 @@ def test_two_compartment_parameters_recovered(recovery_fit):
 
 @pytest.mark.slow
 def test_two_compartment_recovery_converged(recovery_fit):
+    """A guard against a broken sampler, with limits that a healthy run meets whatever the
+    floating-point path.
+
+    The posterior ridge (V, Q, V2, ka) leaves ~400 effective draws of 4000 for the worst
+    quantity, ~50 per split chain. Split R-hat of a perfectly mixed run then fluctuates:
+    R-hat^2 ~ 1 + (F - 1)/n with n the effective draws per split chain and F ~ chi2(7)/7
+    over the 8 split chains, whose 99th percentile is 2.64 -- R-hat up to ~1.016 for one
+    quantity, more for the maximum over 12 (1.017 and 1.023 were seen after changes that
+    moved only the last bits of the log density). 1.03 needs F > 4 (p ~ 2e-4 per quantity).
+    A broken sampler gives R-hat well above 1.05, ESS in single digits or divergences by
+    the hundred; a single non-finite transition in 4000 draws (one was seen) is not that.
+    """
     report = recovery_fit.check_convergence()
-    assert report.figures["divergences"] == 0, str(report)
-    assert report.figures["max_rhat"] < 1.01, str(report)
+    figures = report.figures
+    assert figures["divergences"] <= 4, str(report)  # <= 0.1 % of 4000 draws
+    assert figures["max_rhat"] < 1.03, str(report)
+    assert figures["min_ess_bulk"] > 200, str(report)
+    assert figures["max_rhat_eta"] < 1.03, str(report)
