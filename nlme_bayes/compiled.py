@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from .sampling_safety import nutpie_jitter
+from .starts import DEFAULT_START_JITTER, start_functions
 
 __all__ = ["CompileCache", "DV_SCALE"]
 
@@ -309,6 +310,7 @@ class CompileCache:
         """
         import nutpie
         from pymc.backends.arviz import patch_nutpie_idata
+        from pymc.progress_bar import NutpieProgressBarManager
 
         store_predictions = "IPRED" in built.pm_model.named_vars
         fgraph = _lifted_fgraph(built, model, data, store_predictions)
@@ -330,22 +332,50 @@ class CompileCache:
                         entry.shared[name].set_value(np.array(value, copy=True))
                 known = {v.name for v in compiled.shared_var_keys}
                 compiled = compiled.with_data(**{k: v for k, v in values.items() if k in known})
-            t0 = time.time()
-            tree = nutpie.sample(
-                compiled,
-                draws=int(options["draws"]),
-                tune=max(int(options["tune"]), 1),  # nuts-rs needs at least one warm-up step
+            width = float(options.get("start_jitter", DEFAULT_START_JITTER))
+            if width != DEFAULT_START_JITTER:
+                compiled = with_start_jitter(compiled, built, initvals, width)
+            # PyMC's progress display for nutpie, as pm.sample(nuts_sampler="nutpie") shows it
+            bars = NutpieProgressBarManager(
                 chains=int(options["chains"]),
-                cores=int(options["cores"]),
-                seed=int(options["random_seed"]),
-                save_warmup=False,
-                progress_bar=bool(options.get("progressbar", False)),
-                **dict(options.get("nuts") or {}),
+                draws=int(options["draws"]),
+                progressbar=bool(options.get("progressbar", False)),
             )
+            t0 = time.time()
+            with bars:
+                tree = nutpie.sample(
+                    compiled,
+                    draws=int(options["draws"]),
+                    tune=max(int(options["tune"]), 1),  # nuts-rs needs a warm-up step
+                    chains=int(options["chains"]),
+                    cores=int(options["cores"]),
+                    seed=int(options["random_seed"]),
+                    save_warmup=False,
+                    progress_bar=False,
+                    progress_callback=bars.update,
+                    **dict(options.get("nuts") or {}),
+                )
             sampling_time = time.time() - t0
         patch_nutpie_idata(tree, built.pm_model, sampling_time=sampling_time)
         _relabel(tree, built.pm_model)
         return tree, status
+
+
+def with_start_jitter(compiled: Any, built: Any, initvals: dict[str, Any], width: float) -> Any:
+    """``compiled`` drawing its chain starts with the jitter ``U(-width, width)``.
+
+    Same variables, overrides and ordering as nutpie's own start function (the free RVs'
+    unconstrained values concatenated in ``free_RVs`` order); only the jitter width differs.
+    """
+    import dataclasses
+
+    flat = start_functions(built.pm_model, initvals, nutpie_jitter(built), width=width).flat
+    n_dim = int(compiled.n_dim)
+    if flat(0).shape != (n_dim,):
+        raise RuntimeError(
+            f"start_jitter: our start point has {flat(0).size} entries, nutpie's model {n_dim}"
+        )
+    return dataclasses.replace(compiled, initial_point_func=flat)
 
 
 def _relabel(tree: Any, pm_model: Any) -> None:

@@ -395,3 +395,75 @@ def test_nutpie_jitters_the_population_level_only():
     z = [k for k in a if k.startswith("z_eta")]
     assert z and all(np.all(a[k] == 0) and np.all(b[k] == 0) for k in z)
     assert a["CL_pop_log__"] != b["CL_pop_log__"]
+
+
+def test_start_jitter_width_bounds_the_population_starts():
+    """start_jitter=w: every jittered typical value / sigma within exp(+-w) of its start value
+    (over 40 seeds, and spread over most of that range: still over-dispersed), subjects at
+    z = 0; w = 1 is PyMC's own start function, bit for bit."""
+    from pymc.initial_point import make_initial_point_fn
+
+    from nlme_bayes.starts import start_functions
+
+    built = build(theophylline_model(), nb.datasets.theophylline())
+    m = built.pm_model
+    base = make_initial_point_fn(model=m, overrides=built.initvals, return_transformed=True)(0)
+    half = start_functions(m, built.initvals, built.jitter_vars, width=0.5)
+    logs = np.array(
+        [[half.transformed(s)[f"{p}_pop_log__"] for p in ("CL", "V", "ka")] for s in range(40)]
+    )
+    dev = logs - np.array([base[f"{p}_pop_log__"] for p in ("CL", "V", "ka")])
+    assert np.abs(dev).max() <= 0.5 and np.abs(dev).max(axis=0).min() > 0.4
+    nat = half.natural(3)
+    assert np.log(nat["CL_pop"]) == pytest.approx(half.transformed(3)["CL_pop_log__"], abs=1e-12)
+    assert all(np.all(v == 0) for k, v in nat.items() if k.startswith("z_eta"))
+    flat = half.flat(3)
+    assert flat.shape == (sum(np.size(v) for v in base.values()),)
+
+    pymc_start = make_initial_point_fn(
+        model=m,
+        overrides=built.initvals,
+        jitter_rvs={m[n] for n in built.jitter_vars},
+        return_transformed=False,
+    )
+    same = start_functions(m, built.initvals, built.jitter_vars, width=1.0).natural(11)
+    assert all(np.array_equal(same[k], v) for k, v in pymc_start(11).items())
+    with pytest.raises(SpecificationError, match="start_jitter"):
+        theophylline_model().fit(nb.datasets.theophylline(), start_jitter=0.0)
+
+
+def test_nutpie_draws_its_starts_with_our_jitter_width(theoph):
+    """With start_jitter != 1 nutpie samples our own compile, whose start function is ours:
+    the same unconstrained layout as nutpie's, jitter within +-w, z at +-Z_START."""
+    import nutpie
+
+    from nlme_bayes.compiled import with_start_jitter
+    from nlme_bayes.sampling_safety import Z_START, nutpie_initvals
+
+    built = build(theophylline_model(), theoph)
+    initvals = nutpie_initvals(built)
+    compiled = nutpie.compile_pymc_model(built.pm_model, initial_points=initvals)
+    narrow = with_start_jitter(compiled, built, initvals, 0.25)
+    names = [built.pm_model.rvs_to_values[rv].name for rv in built.pm_model.free_RVs]
+    sizes = [int(np.size(built.pm_model.initial_point()[n])) for n in names]
+    offsets = dict(zip(names, np.cumsum([0, *sizes[:-1]]), strict=True))
+    cl = offsets["CL_pop_log__"]
+    ours = np.array([narrow.initial_point_func(s)[cl] for s in range(30)])
+    theirs = np.array([compiled.initial_point_func(s)[cl] for s in range(30)])
+    log_cl = np.log(built.initvals["CL_pop"])
+    assert np.abs(ours - log_cl).max() <= 0.25 < np.abs(theirs - log_cl).max()
+    z = narrow.initial_point_func(1)[offsets["z_eta_CL_V_ka"] : offsets["z_eta_CL_V_ka"] + 3]
+    assert np.allclose(np.abs(z), Z_START)
+    fit = theophylline_model().fit(
+        theoph,
+        draws=30,
+        tune=30,
+        chains=2,
+        random_seed=1,
+        sampler="nutpie",
+        start_jitter=0.25,
+        progressbar=False,
+        check=False,
+    )
+    assert fit.posterior.sizes["draw"] == 30 and fit.results.attrs["compile_cache"] == "off"
+    assert fit.results.attrs["start_jitter"] == 0.25
