@@ -106,6 +106,21 @@ def validate(name, draws, seed):
     return summary, _rows(name, fit, model, truth, dict(ex.get("omega", {})), dict(ex["sigma"]))
 
 
+def _merge_earlier(args, summaries, rows):
+    """This run's templates replace their earlier results; the others' are kept (same draws
+    and seed only), so templates can be validated a few at a time."""
+    path = os.path.join(args.out, "templates.json")
+    if not os.path.exists(path):
+        return summaries, rows
+    with open(path) as f:
+        old = json.load(f)
+    if old.get("draws") != args.draws or old.get("seed") != args.seed:
+        return summaries, rows
+    done = {s["template"] for s in summaries}
+    keep = [s for s in old["summaries"] if s["template"] not in done]
+    return keep + summaries, [r for r in old["rows"] if r["template"] not in done] + rows
+
+
 def main() -> None:
     from nlme_bayes import templates
 
@@ -131,12 +146,23 @@ def main() -> None:
               f"R-hat {summary['max_rhat']:.3f}  covered {len(r) - len(bad)}/{len(r)}"
               + (f"  NOT: {', '.join(bad)}" if bad else ""), flush=True)  # fmt: skip
     os.makedirs(args.out, exist_ok=True)
+    summaries, rows = _merge_earlier(args, summaries, rows)
     with open(os.path.join(args.out, "templates.json"), "w") as f:
         json.dump({"draws": args.draws, "seed": args.seed, "summaries": summaries,
                    "rows": rows}, f, indent=1)  # fmt: skip
     lines = [
         f"# Template validation: simulate -> fit -> recover ({args.draws} draws x 4 chains, "
         f"seed {args.seed})",
+        "",
+        f"Updated {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores; earlier runs of the "
+        "other templates (same draws and seed) are kept. Not run yet: "
+        + (
+            ", ".join(
+                n for n in templates.available() if n not in {x["template"] for x in summaries}
+            )
+            or "none"
+        )
+        + ".",  # fmt: skip
         "",
         "| template | subjects | obs | s | divergences | max R-hat | min bulk ESS | covered "
         "| max abs z |",
