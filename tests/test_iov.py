@@ -176,7 +176,11 @@ def simulate_iov(n_subjects=24, seed=1):
 @pytest.fixture(scope="module")
 def iov_fit():
     """8 samples per occasion is rich data: the random effects are centred... except kappa,
-    which is always non-centred (its own SD prior; few observations per kappa)."""
+    which is always non-centred (its own SD prior; few observations per kappa).
+
+    target_accept=0.95: at the default 0.9 two seeds in four (2-5) gave one divergent
+    transition in 800 draws, at 0.95 none did -- the smaller step a non-centred
+    occasion-level effect with its own SD prior needs; the test asserts no divergences."""
     model = nb.Model(
         structure=nb.OneCompartment(route="oral"),
         parameters=[
@@ -190,7 +194,7 @@ def iov_fit():
     )
     return model.fit(
         nb.read_nonmem(simulate_iov()), draws=400, tune=400, chains=2, random_seed=2,
-        progressbar=False, sampler="nutpie", check=False,
+        progressbar=False, sampler="nutpie", check=False, target_accept=0.95,
     )  # fmt: skip
 
 
