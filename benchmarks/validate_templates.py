@@ -121,30 +121,10 @@ def _merge_earlier(args, summaries, rows):
     return keep + summaries, [r for r in old["rows"] if r["template"] not in done] + rows
 
 
-def main() -> None:
+def _write(args, summaries, rows):
+    """templates.json and templates.md, merged with earlier runs."""
     from nlme_bayes import templates
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--templates", nargs="*", default=list(templates.available()))
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--skip-ode", action="store_true", help="only closed-form and algebraic")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    args = ap.parse_args()
-    summaries, rows = [], []
-    names = [
-        n
-        for n in args.templates
-        if not (args.skip_ode and templates.get(n).spec["structure"]["type"] == "ODE")
-    ]
-    for name in names:
-        summary, r = validate(name, args.draws, args.seed)
-        summaries.append(summary)
-        rows += r
-        bad = [x["quantity"] for x in r if not x["covered"]]
-        print(f"{name:22s} {summary['seconds']:6.0f} s  div {summary['divergences']:3d}  "
-              f"R-hat {summary['max_rhat']:.3f}  covered {len(r) - len(bad)}/{len(r)}"
-              + (f"  NOT: {', '.join(bad)}" if bad else ""), flush=True)  # fmt: skip
     os.makedirs(args.out, exist_ok=True)
     summaries, rows = _merge_earlier(args, summaries, rows)
     with open(os.path.join(args.out, "templates.json"), "w") as f:
@@ -184,6 +164,33 @@ def main() -> None:
     ]
     with open(os.path.join(args.out, "templates.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    from nlme_bayes import templates
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--templates", nargs="*", default=list(templates.available()))
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--skip-ode", action="store_true", help="only closed-form and algebraic")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+    summaries, rows = [], []
+    names = [
+        n
+        for n in args.templates
+        if not (args.skip_ode and templates.get(n).spec["structure"]["type"] == "ODE")
+    ]
+    for name in names:
+        summary, r = validate(name, args.draws, args.seed)
+        summaries.append(summary)
+        rows += r
+        bad = [x["quantity"] for x in r if not x["covered"]]
+        print(f"{name:22s} {summary['seconds']:6.0f} s  div {summary['divergences']:3d}  "
+              f"R-hat {summary['max_rhat']:.3f}  covered {len(r) - len(bad)}/{len(r)}"
+              + (f"  NOT: {', '.join(bad)}" if bad else ""), flush=True)  # fmt: skip
+        _write(args, summaries, rows)  # after each template: a stopped run keeps what it did
     print(f"wrote {args.out}/templates.json and templates.md")
 
 
