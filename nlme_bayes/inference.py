@@ -213,6 +213,8 @@ def fit(
         raise SpecificationError(f"tune must be a non-negative int, got {tune!r}.")
     if not 0 < target_accept < 1:
         raise SpecificationError(f"target_accept must be in (0, 1), got {target_accept!r}.")
+    if not (isinstance(start_jitter, (int, float)) and 0 < start_jitter <= 2):
+        raise SpecificationError(f"start_jitter must be in (0, 2], got {start_jitter!r}.")
     check_fit_arguments(data, cores=cores, max_treedepth=max_treedepth, mass_matrix=mass_matrix)
     backend = choose_sampler(sampler)
     seed = _seed(random_seed)
@@ -224,8 +226,6 @@ def fit(
     pm_model = built.pm_model
     _check_initial_point(built)
 
-    if not (isinstance(start_jitter, (int, float)) and 0 < start_jitter <= 2):
-        raise SpecificationError(f"start_jitter must be in (0, 2], got {start_jitter!r}.")
     start = start_functions(
         pm_model, built.initvals, built.jitter_vars, width=float(start_jitter)
     ).natural
