@@ -109,8 +109,14 @@ def start_functions(
         model=pm_model, overrides=overrides, jitter_rvs=jitter, return_transformed=False
     )
     value_vars = [pm_model.rvs_to_values[rv] for rv in pm_model.free_RVs]
-    natural_graphs = pm_model.replace_rvs_by_values(list(pm_model.free_RVs))
-    to_natural = function(value_vars, natural_graphs, on_unused_input="ignore")
+    compiled: list[Any] = []  # the back-transform, compiled on first use (width != 1 only)
+
+    def to_natural(*values: np.ndarray) -> list[np.ndarray]:
+        if not compiled:
+            graphs = pm_model.replace_rvs_by_values(list(pm_model.free_RVs))
+            compiled.append(function(value_vars, graphs, on_unused_input="ignore"))
+        return compiled[0](*values)
+
     names = [v.name for v in value_vars]
 
     lock = threading.Lock()  # nutpie may ask for starts from several threads
