@@ -67,6 +67,7 @@ data {
   real<lower=0> lkj_eta;
   int<lower=0, upper=1> full_omega;  // 0: diagonal Omega (L is then the identity, no LKJ term)
   real<lower=0> sigma_scale;
+  real<lower=0> prop_floor;  // the builder's floor of the proportional SD
   int<lower=0, upper=1> gq;  // compute the predictions in generated quantities
 }
 parameters {
@@ -93,10 +94,11 @@ model {
   if (full_omega) L_free ~ lkj_corr_cholesky(lkj_eta);
   to_vector(z) ~ std_normal();
   sigma ~ normal(0, sigma_scale);
-  // ipred > 0 exactly; a solver's absolute tolerance can leave a tiny negative value at
-  // concentrations near zero (1e-7 mg/L after 48 h at 10 mg): floored, not rejected, so that a
-  // chain is not stopped by the ODE tolerance (ours: RODAS4 stays positive on this design)
-  dv ~ normal(ipred, sigma * fmax(ipred, 1e-12));
+  // proportional error with the builder's floor: SD = sigma * sqrt(ipred^2 + prop_floor^2),
+  // prop_floor = 1e-6 x the median positive DV (nlme_bayes.builder.PROPORTIONAL_FLOOR), so a
+  // solver's tiny negative undershoot at concentrations near zero (1e-7 mg/L after 48 h at
+  // 10 mg) gives a finite SD, exactly as in our model
+  dv ~ normal(ipred, sigma * sqrt(square(ipred) + square(prop_floor)));
 }
 generated quantities {
   // the predictions, only on request (gq = 1: the accuracy check at a fixed point)
