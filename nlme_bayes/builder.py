@@ -44,6 +44,7 @@ import pytensor.tensor as pt
 
 from .censoring import CensoringInfo, censoring_info
 from .censoring import logp as censored_logp
+from .centering import resolve_centering
 from .covariates import prepare
 from .errors import DatasetError, DatasetWarning, SpecificationError
 from .events import build_schedule, describe_rows
@@ -91,6 +92,10 @@ class BuiltModel:
     occasions: OccasionDesign | None = None
     censoring: CensoringInfo | None = None
     prediction_schedule: EventSchedule | None = None  # by (subject, occasion) with IOV
+    ipred: Any = None  # IPRED (obs,) as a PyTensor variable of the free RVs
+    residual_sd: Any = None  # each observation's residual SD (on the log scale if log_scale)
+    log_scale: bool = False  # the residual error is normal on the log scale
+    centering: Any = None  # CenteringChoice for centered="auto" parameters (None if none)
 
 
 def _error_models(model: Any, dvids: list[int]) -> dict[int, Any]:
@@ -352,6 +357,7 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
     structure = model.structure
     model, data = prepare(model, data)
     check_specification(model, data)  # before anything is built or compiled
+    model, centering = resolve_centering(model, data)
     data_obs = data.observations()
     if len(data_obs) == 0:
         raise DatasetError("The dataset has no observation records (EVID=0, MDV=0) to fit.")
@@ -471,6 +477,7 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             level = float(np.median(positive)) if positive.size else 1.0
             sd_k, is_log = _residual_sd(err, ipred, scale, suffix, level)
             sd = pt.where(mask, sd_k, sd) if len(errs) > 1 else sd_k
+        pieces = {"ipred": ipred, "residual_sd": sd, "log_scale": is_log}
         if censoring is not None:
             _censored_likelihood(ipred, sd, is_log, censoring)
         elif is_log:
@@ -498,6 +505,8 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         data=data,
         occasions=design,
         censoring=censoring,
+        centering=centering,
+        **pieces,
         prediction_schedule=predict_schedule,
     )
 

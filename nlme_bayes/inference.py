@@ -356,6 +356,7 @@ def fit(
             "cores": int(kwargs["cores"]),
             "compile_cache": cache_status,
             "start_jitter": float(start_jitter),
+            "centering": built.centering.to_json() if built.centering is not None else "",
             "timings": json.dumps(timings),
             "versions": json.dumps(provenance.versions()),
             "data_sha256": provenance.data_hash(data),

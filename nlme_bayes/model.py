@@ -258,6 +258,32 @@ class Model:
         """
         return dataclasses.replace(self, **changes)
 
+    def with_centering(self, centered: bool | str, *names: str) -> Model:
+        """A copy with ``centered=`` set for the random effects ``names`` (default: all).
+
+        ``centered`` is ``True`` (centred), ``False`` (non-centred) or ``"auto"`` (chosen from
+        the data when the model is built; see :mod:`nlme_bayes.centering`).
+
+        Examples
+        --------
+        >>> from nlme_bayes.examples import theophylline_model
+        >>> m = theophylline_model().with_centering("auto")
+        >>> [m.parameter(n).centered for n in m.iiv_names]
+        ['auto', 'auto', 'auto']
+        """
+        unknown = [n for n in names if n not in self.iiv_names]
+        if unknown:
+            raise SpecificationError(
+                f"Model.with_centering: {', '.join(unknown)} has no random effect; those with "
+                f"one are {', '.join(self.iiv_names) or '(none)'}."
+            )
+        chosen = set(names or self.iiv_names)
+        params = tuple(
+            dataclasses.replace(p, centered=centered) if p.name in chosen else p
+            for p in self.parameters
+        )
+        return self.replace(parameters=params)
+
     def with_parameter(self, parameter: Parameter) -> Model:
         """A copy with one parameter replaced (matched by name).
 
@@ -390,7 +416,7 @@ class Model:
             cov = ", ".join(type(c).__name__ + f"({c.covariate})" for c in p.covariates)
             lines.append(
                 f"  {p.name:<6} prior {p.effective_prior!r}"
-                + (f"  IIV {p.iiv}{' (centered)' if p.centered else ''}" if p.iiv else "")
+                + (f"  IIV {p.iiv}{_centering_label(p.centered)}" if p.iiv else "")
                 + (f"  covariates: {cov}" if cov else "")
                 + ("  IOV" if p.iov else "")
                 + ("  FIXED" if p.fixed else "")
@@ -406,3 +432,9 @@ class Model:
         if self.impute_covariates:
             lines.append(f"  imputed covariates: {self.impute_covariates!r}")
         return "\n".join(lines)
+
+
+def _centering_label(centered: bool | str) -> str:
+    if centered == "auto":
+        return " (centered: auto)"
+    return " (centered)" if centered else ""

@@ -224,9 +224,12 @@ class Parameter:
         ``P_i = P_typ + eta_i``, ``logit(P_i) = logit(P_typ) + eta_i``, or none.
     covariates : tuple of covariate effects
         :class:`Power`, :class:`Exponential`, :class:`Linear`, :class:`Categorical`.
-    centered : bool
+    centered : bool or "auto"
         Sample this random effect centred (``eta ~ N(0, Omega)``) instead of
-        non-centred (``eta = L z``). Centred mixes better when subjects are rich in data.
+        non-centred (``eta = L z``, the default). Centred mixes better when subjects are rich
+        in data. ``"auto"``: chosen from the design when the model is built, by the
+        information the data carry about each subject's eta relative to the prior's
+        (:mod:`nlme_bayes.centering`); the fit keeps the choice.
     omega_prior : Prior, optional
         Prior of this random effect's SD (default from :class:`Omega`).
     fixed : bool
@@ -254,7 +257,7 @@ class Parameter:
     prior: Prior | None = None
     iiv: Literal["lognormal", "normal", "logit"] | None = "lognormal"
     covariates: tuple[CovariateEffect, ...] = ()
-    centered: bool = False
+    centered: bool | Literal["auto"] = False
     omega_prior: Prior | None = None
     fixed: bool = False
     iov: bool = False
@@ -307,6 +310,11 @@ class Parameter:
         object.__setattr__(self, "covariates", covs)
         if not isinstance(self.iov, bool):
             raise SpecificationError(f"Parameter {self.name}: iov must be True or False.")
+        if not (isinstance(self.centered, bool) or self.centered == "auto"):
+            raise SpecificationError(
+                f"Parameter {self.name}: centered must be True, False or 'auto', "
+                f"got {self.centered!r}."
+            )
         if self.iov_prior is not None:
             if not isinstance(self.iov_prior, Prior):
                 raise SpecificationError(

@@ -477,7 +477,7 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
     where = f"template {template.name}"
     model_opts = {
         k: options.pop(k)
-        for k in ("typical", "priors", "covariates", "iiv", "omega", "error", "name")
+        for k in ("typical", "priors", "covariates", "iiv", "omega", "error", "name", "centered")
         if k in options
     }
     structure = _structure(spec["structure"], where, options)
@@ -493,6 +493,7 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
                 iiv=None if iiv == "none" else iiv,
                 omega_prior=_prior(p["omega_prior"], pw) if "omega_prior" in p else None,
                 fixed=bool(p.get("fixed", False)),
+                centered=p.get("centered", False),
             )
         )
     om = dict(spec.get("omega", {}))
@@ -527,6 +528,13 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
             model = add_covariate(model, n, eff)
     for n, v in _by_parameter(model_opts.get("iiv", {}), "iiv", model).items():
         model = update_parameter(model, n, iiv=v)
+    if "centered" in model_opts:
+        value = model_opts["centered"]
+        if isinstance(value, Mapping):
+            for n, v in _by_parameter(value, "centered", model).items():
+                model = model.with_centering(v, n)
+        else:
+            model = model.with_centering(value)
     changes = {k: model_opts[k] for k in ("omega", "error", "name") if k in model_opts}
     return model.replace(**changes) if changes else model
 
@@ -583,7 +591,9 @@ def load(template: str | os.PathLike[str], /, **options: Any) -> Model:
         ``priors`` (dict of :class:`~nlme_bayes.Prior`), ``covariates`` (dict of an effect
         or a tuple of effects, added to those of the file), ``iiv`` (dict: ``"lognormal"``,
         ``"normal"``, ``"logit"`` or ``None`` to drop a random effect), ``omega``
-        (:class:`~nlme_bayes.Omega`), ``error`` (an error model), ``name``; and the
+        (:class:`~nlme_bayes.Omega`), ``error`` (an error model), ``name``, ``centered``
+        (``True``, ``False`` or ``"auto"`` for every random effect, or a dict by parameter;
+        see :mod:`nlme_bayes.centering`); and the
         structure's own options that keep its parameters (e.g. ``x="TIME"`` for an
         algebraic model).
 
