@@ -24,9 +24,10 @@ name                   dims                meaning
 With inter-occasion variability, the individual parameter ``CL`` (subject) is the subject's
 value at ``kappa = 0``; predictions use ``CL_occ`` of each observation's occasion.
 
-Sampler internals -- non-centred offsets ``z_eta_*`` and packed Cholesky factors
-``chol_omega_*`` -- are sampled but kept out of the user's posterior (group
-``posterior_internal``).
+Sampler internals -- non-centred offsets ``z_eta_*``, centred individual parameters on the
+random-effect scale ``phi_*`` (the posterior holds them as ``eta`` and the individual
+parameters) and packed Cholesky factors ``chol_omega_*`` -- are sampled but kept out of the
+user's posterior (group ``posterior_internal``).
 """
 
 from __future__ import annotations
@@ -174,8 +175,18 @@ def _omega_start(p: Any) -> float:
     return 0.3
 
 
-def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[str, Any]]:
-    """eta (subject, param), the offset variable names, and init values."""
+def _random_effects(
+    model: Any, n_subjects: int, typical: dict[str, Any]
+) -> tuple[Any, list[str], dict[str, Any]]:
+    """eta (subject, param), the offset variable names, and init values.
+
+    Non-centred: ``eta = z * omega`` (``z @ L.T`` in a block), ``z ~ N(0, 1)``. Centred: the
+    individual parameter on the scale of its random effect (Monolix's ``phi_i``: log CL_i for
+    a log-normal CL) is the sampled variable, ``phi ~ N(typical_i, Omega)``, and
+    ``eta = phi - typical_i``. Sampling ``eta ~ N(0, Omega)`` instead would leave the typical
+    value and every subject's eta on a ridge (the data fix only their sum), which a diagonal
+    mass matrix crosses slowly.
+    """
     initvals: dict[str, Any] = {}
     names = model.iiv_names
     blocks = model.omega.resolve(names)
@@ -195,7 +206,9 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
             sd = priors[0].to_pymc(f"omega_{n}")
             initvals[f"omega_{n}"] = starts[0]
             if centered:
-                eta = pm.Normal(f"eta_{n}", 0.0, sd, dims="subject")
+                phi = pm.Normal(f"phi_{n}", typical[n], sd, dims="subject")
+                offsets.append(phi.name)
+                eta = phi - typical[n]
             else:
                 z = pm.Normal(f"z_eta_{n}", 0.0, 1.0, dims="subject")
                 offsets.append(z.name)
@@ -230,9 +243,10 @@ def _random_effects(model: Any, n_subjects: int) -> tuple[Any, list[str], dict[s
         packed[[i * (i + 1) // 2 + i for i in range(len(block))]] = starts
         initvals[f"chol_omega_{label}"] = packed
         if centered:
-            eta_blk = pm.MvNormal(
-                f"eta_{label}", mu=np.zeros(len(block)), chol=chol, dims=("subject", dim)
-            )
+            mu = pt.stack([typical[n] for n in block], axis=1)
+            phi_blk = pm.MvNormal(f"phi_{label}", mu=mu, chol=chol, dims=("subject", dim))
+            offsets.append(phi_blk.name)
+            eta_blk = phi_blk - mu
         else:
             z = pm.Normal(f"z_eta_{label}", 0.0, 1.0, dims=("subject", dim))
             offsets.append(z.name)
@@ -434,7 +448,7 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             typical[p.name] = value
 
         # --- random effects
-        eta, offsets, omega_starts = _random_effects(model, len(subject_ids))
+        eta, offsets, omega_starts = _random_effects(model, len(subject_ids), typical)
         initvals.update(omega_starts)
         individual: dict[str, Any] = {}
         population: dict[str, Any] = {}

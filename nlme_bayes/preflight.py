@@ -47,7 +47,7 @@ _CONTINUOUS = ("Power", "Exponential", "Linear")
 #: Names the builder gives to model variables and data (a covariate may not take them).
 _FIXED_NAMES = frozenset({"eta", "omega", "omega_corr", "IPRED", "PRED", "DV", "TIME",
                           "subject_index", "kappa", "omega_iov"})  # fmt: skip
-_PREFIXES = ("sigma_", "z_eta_", "eta_", "chol_omega_", "omega_", "z_kappa_")
+_PREFIXES = ("sigma_", "z_eta_", "eta_", "phi_", "chol_omega_", "omega_", "z_kappa_")
 
 
 def reserved_names(model: Any) -> set[str]:

@@ -126,7 +126,18 @@ def test_centered_block_and_no_iiv():
     )
     built = build(model, nb.datasets.theophylline())
     free = {rv.name for rv in built.pm_model.free_RVs}
-    assert "eta_CL_V" in free and not any(n.startswith("z_eta") for n in free)
+    assert "phi_CL_V" in free and not any(n.startswith("z_eta") for n in free)
+    # centred: the sampled variable is log CL_i (Monolix's phi); eta = phi - log CL_typ
+    point = built.pm_model.initial_point()
+    point["phi_CL_V"] = point["phi_CL_V"] + np.array([0.1, -0.2])
+    f = built.pm_model.compile_fn(
+        built.pm_model.replace_rvs_by_values([built.pm_model["eta"], built.pm_model["CL"]]),
+        inputs=built.pm_model.value_vars,
+        on_unused_input="ignore",
+    )
+    eta, cl = f(point)
+    np.testing.assert_allclose(eta, np.tile([0.1, -0.2], (eta.shape[0], 1)), atol=1e-12)
+    np.testing.assert_allclose(np.log(cl), point["phi_CL_V"][:, 0], rtol=1e-12)
     assert list(built.pm_model.coords["param"]) == ["CL", "V"]
 
 

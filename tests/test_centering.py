@@ -110,8 +110,8 @@ def test_only_auto_parameters_are_decided_and_the_builder_applies_the_choice():
     assert built.model.parameter("CL").centered is True
     assert built.model.parameter("V").centered is False
     free = {rv.name for rv in built.pm_model.free_RVs}
-    assert "eta_CL" in free and "z_eta_CL" not in free
-    assert "z_eta_V" in free and "eta_V" not in free
+    assert "phi_CL" in free and "z_eta_CL" not in free
+    assert "z_eta_V" in free and "phi_V" not in free
     saved = json.loads(built.centering.to_json())
     assert saved["CL"]["centered"] is True
     assert saved["CL"]["median_ratio"] == pytest.approx(built.centering.median_ratio("CL"))
