@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, SamplingError
 
 __all__ = ["Fit"]
 
@@ -260,6 +260,15 @@ class Fit:
         post = tree["posterior"].dataset
         if OFFSETS_GROUP in tree.children:
             post = post.merge(tree[OFFSETS_GROUP].dataset)
+        missing = [rv.name for rv in self.pm_model.free_RVs if rv.name not in post.data_vars]
+        if missing:
+            # PyMC would draw them from their prior: predictions that ignore the fit
+            raise SamplingError(
+                "Posterior predictive: the saved draws lack the model's sampled variable(s) "
+                f"{', '.join(missing)} (a fit saved by another version of nlme_bayes, e.g. one "
+                "whose centred random effects were sampled as eta_* before phi_*). Refit the "
+                "model with this version to draw predictions."
+            )
         src = xr.DataTree.from_dict(
             {"posterior": post.drop_vars(["ID", "TIME", "DVID"], errors="ignore")}
         )

@@ -280,3 +280,15 @@ def test_individual_plot_of_a_two_output_model(tmp_path):
     assert len([a for a in fig.axes if a.get_visible()]) == 4
     with pytest.raises(ValueError, match=r"dvid=3: the observed outputs are DVID \[1, 2\]"):
         fit.plot_individual(None, dvid=3)
+
+
+def test_predictive_refuses_draws_that_lack_a_sampled_variable(small_theoph_fit):
+    """A saved fit whose draws miss one of the rebuilt model's free variables (another
+    version's parameterisation) must not get predictions with that variable drawn from its
+    prior: a clear error instead."""
+    fit = small_theoph_fit
+    tree = fit.results.copy()
+    del tree["posterior_internal"]  # where the non-centred offsets z_eta_* live
+    old = nb.Fit(model=fit.model, data=fit.data, results=tree, built=fit.built)
+    with pytest.raises(nb.SamplingError, match=r"lack .*z_eta_CL_V_ka.*Refit"):
+        old.sample_posterior_predictive(random_seed=1)
