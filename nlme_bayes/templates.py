@@ -526,8 +526,13 @@ def _build(template: Template, options: dict[str, Any]) -> Model:
     for n, v in _by_parameter(model_opts.get("covariates", {}), "covariates", model).items():
         for eff in v if isinstance(v, (tuple, list)) else (v,):
             model = add_covariate(model, n, eff)
+    # A random effect added here follows the file's centring policy (the one setting its own
+    # random effects share), so that it can join their Omega block.
+    policies = {p.get("centered", False) for p in spec["parameters"] if p.get("iiv") != "none"}
+    policy = policies.pop() if len(policies) == 1 else False
     for n, v in _by_parameter(model_opts.get("iiv", {}), "iiv", model).items():
-        model = update_parameter(model, n, iiv=v)
+        added = v is not None and model.parameter(n).iiv is None
+        model = update_parameter(model, n, iiv=v, **({"centered": policy} if added else {}))
     if "centered" in model_opts:
         value = model_opts["centered"]
         if isinstance(value, Mapping):
@@ -590,7 +595,8 @@ def load(template: str | os.PathLike[str], /, **options: Any) -> Model:
         ``typical`` (dict: new typical values -- also the centre of default priors),
         ``priors`` (dict of :class:`~nlme_bayes.Prior`), ``covariates`` (dict of an effect
         or a tuple of effects, added to those of the file), ``iiv`` (dict: ``"lognormal"``,
-        ``"normal"``, ``"logit"`` or ``None`` to drop a random effect), ``omega``
+        ``"normal"``, ``"logit"`` or ``None`` to drop a random effect; a random effect added
+        this way takes the file's ``centered`` setting), ``omega``
         (:class:`~nlme_bayes.Omega`), ``error`` (an error model), ``name``, ``centered``
         (``True``, ``False`` or ``"auto"`` for every random effect, or a dict by parameter;
         see :mod:`nlme_bayes.centering`); and the

@@ -62,6 +62,8 @@ def test_load_customises_without_editing_the_file():
     assert model.parameter("CL").prior == nb.Prior("LogNormal", mu=1.0, sigma=0.5)
     assert model.covariate_names == ("WT",)
     assert model.iiv_names == ("CL", "V", "Q")
+    # the added random effect follows the file's centring policy, so it can join the block
+    assert {model.parameter(n).centered for n in model.iiv_names} == {"auto"}
     assert isinstance(model.error, nb.Combined) and model.omega.blocks == "block"
     assert model.name == "my_drug"
     assert templates.load("two_cmt_oral") == base  # the file is untouched

@@ -56,14 +56,23 @@ def markdown(template: templates.Template | str) -> str:
     ]
     for info in t.parameters:
         p = model.parameter(info.name)
+        re_text = p.iiv or "none"
+        if p.iiv and p.centered:
+            re_text += " (centred)" if p.centered is True else " (centring: auto)"
         out.append(
             f"| `{p.name}` | {_md_cell(info.units)} | {_md_cell(info.description)} | "
-            f"{p.typical:g} | `{_prior_text(p.effective_prior)}` | {p.iiv or 'none'} | "
+            f"{p.typical:g} | `{_prior_text(p.effective_prior)}` | {re_text} | "
             f"{_md_cell(info.justification)} |"
         )
     out += [
         "",
-        f"**Random effects.** `{model.omega!r}`. {t.notes['omega']}",
+        f"**Random effects.** `{model.omega!r}`. {t.notes['omega']}"
+        + (
+            " Centring `auto`: each Omega block is centred or not from the design when the "
+            "model is built (see the parameters guide)."
+            if any(model.parameter(n).centered == "auto" for n in model.iiv_names)
+            else ""
+        ),
         "",
         f"**Residual error.** `{model.error!r}`. {t.notes['error']}",
         "",
