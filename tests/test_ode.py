@@ -483,6 +483,27 @@ def test_explicit_dopri5_matches_scipy_on_non_stiff_templates(name):
     _close(_ours(model, frame, p), _reference(model, frame, p))
 
 
+def test_turnover_baseline_form_is_the_kin_form_with_kin_e0_kout():
+    """``baseline=True`` estimates E0 = kin/kout in place of kin: the same system, so with
+    kin = E0 * kout it reproduces SciPy's solution of the kin form (multiple doses,
+    infusion, lag), and the option survives a reload from ``template_options``."""
+    opts, dose_state, inf_state, amt, params, dvids = CASES["turnover_oral"]
+    kin_form = ode_templates.load("turnover_oral", method="dopri5", max_step=0.05, **opts)
+    e0_form = ode_templates.load(
+        "turnover_oral", method="dopri5", max_step=0.05, baseline=True, **opts
+    )
+    assert e0_form.parameters == ("CL", "V", "ka", "E0", "kout", "Imax", "IC50", "tlag")
+    frame = _records(
+        kin_form, 2, dose_state=dose_state, infusion_state=inf_state, amt=amt, dvids=dvids
+    )
+    p = {k: np.asarray(v, float) for k, v in params.items()}
+    q = {k: v for k, v in p.items() if k != "kin"}
+    q["E0"] = p["kin"] / p["kout"]
+    _close(_ours(e0_form, frame, q), _reference(kin_form, frame, p))
+    again = ode_templates.load("turnover_oral", **e0_form.template_options)
+    assert again.parameters == e0_form.parameters
+
+
 def test_explicit_dopri5_gradient_matches_finite_differences():
     model = ode_templates.load("turnover_oral", lag=True, method="dopri5", max_step=0.25)
     frame = _records(
@@ -613,6 +634,8 @@ def test_unknown_template_and_bad_option():
         match=r"unknown option\(s\) lagg; valid options are bioavailability, lag",
     ):
         ode_templates.load("mm_oral", lagg=True)
+    with pytest.raises(SpecificationError, match=r"unknown option\(s\) baseline"):
+        ode_templates.load("mm_oral", baseline=True)  # only turnover_oral has a baseline
 
 
 def test_dose_into_unknown_compartment_and_unmapped_dvid_name_rows():

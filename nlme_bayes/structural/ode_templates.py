@@ -15,8 +15,8 @@ name                       states                                        paramet
 ``mm_iv``                  central                                       Vmax, Km, V
 ``mixed_oral``             depot, central                                CL, Vmax, Km, V, ka
 ``transit_oral``           depot, transit1..n, central                   MTT, CL, V
-``turnover_oral``          depot, central, response                      CL, V, ka, kin, kout,
-                                                                         Imax, IC50
+``turnover_oral``          depot, central, response                      CL, V, ka, kin (or E0),
+                                                                         kout, Imax, IC50
 ``tmdd_qss_iv``            central (total drug), target (total)          CL, V, Q, V2, kint,
                            , peripheral                                  kdeg, R0, Kss
 ``sir``                    S, I, R (fractions)                           beta, gamma, I0
@@ -30,7 +30,8 @@ Equations (``C = central/V``):
 - transit (Savic 2007): :math:`k_{tr} = (n+1)/MTT`, :math:`A_d' = -k_{tr} A_d`,
   :math:`A_k' = k_{tr}(A_{k-1} - A_k)`, :math:`A_c' = k_{tr} A_n - (CL/V) A_c`;
 - turnover (indirect response I, Dayneka 1993): :math:`R' = k_{in}(1 - I_{max} C/(IC_{50}+C))
-  - k_{out} R`, :math:`R(0) = k_{in}/k_{out}`; outputs ``C`` (DVID 1) and ``E = R`` (DVID 2);
+  - k_{out} R`, :math:`R(0) = k_{in}/k_{out}` (``baseline=True``: parameter :math:`E_0 = R(0)`,
+  :math:`k_{in} = E_0 k_{out}`); outputs ``C`` (DVID 1) and ``E = R`` (DVID 2);
 - TMDD quasi-steady state (Gibiansky 2008): total drug :math:`L_{tot} = A_c/V`, free drug
   :math:`C = \tfrac12[(L_{tot} - R_{tot} - K_{ss}) + \sqrt{(L_{tot} - R_{tot} - K_{ss})^2
   + 4 K_{ss} L_{tot}}]`, :math:`A_c' = -(CL/V) C V - k_{int}(L_{tot} - C) V - (Q/V) C V
@@ -105,18 +106,24 @@ def _transit(n: int) -> Callable:
     return rhs
 
 
+def _kin(p: dict) -> Any:
+    # with ``baseline=True`` the template is parameterised by E0 = kin/kout
+    return p["E0"] * p["kout"] if "E0" in p else p["kin"]
+
+
 def _turnover_rhs(t: Any, A: dict, p: dict) -> dict:
     c = A["central"] / p["V"]
     inhibition = 1.0 - p["Imax"] * c / (p["IC50"] + c)
     return {
         "depot": -p["ka"] * A["depot"],
         "central": p["ka"] * A["depot"] - p["CL"] / p["V"] * A["central"],
-        "response": p["kin"] * inhibition - p["kout"] * A["response"],
+        "response": _kin(p) * inhibition - p["kout"] * A["response"],
     }
 
 
 def _turnover_initial(p: dict) -> dict:
-    return {"depot": 0.0, "central": 0.0, "response": p["kin"] / p["kout"]}
+    base = p["E0"] if "E0" in p else p["kin"] / p["kout"]
+    return {"depot": 0.0, "central": 0.0, "response": base}
 
 
 def _effect_cmt_rhs(t: Any, A: dict, p: dict) -> dict:
@@ -209,9 +216,10 @@ def _make(name: str, **options: Any) -> ODEModel:
             **common,
         )
     if name == "turnover_oral":
+        baseline = bool(options.pop("baseline", False))
         return ODEModel(
             ("depot", "central", "response"),
-            ("CL", "V", "ka", "kin", "kout", "Imax", "IC50"),
+            ("CL", "V", "ka", "E0" if baseline else "kin", "kout", "Imax", "IC50"),
             _turnover_rhs,
             {"C": _conc, "E": lambda A, p: A["response"]},
             dvid={1: "C", 2: "E"},
@@ -287,17 +295,24 @@ def available() -> list[str]:
 
 def load(name: str, **options: Any) -> ODEModel:
     """The ODE template ``name``; options: ``lag``, ``bioavailability``, ``method``,
-    ``max_step``, ``min_steps`` and, for ``transit_oral``, ``n_transit``.
+    ``max_step``, ``min_steps``; for ``transit_oral``, ``n_transit``; for
+    ``turnover_oral``, ``baseline=True`` to estimate the baseline response
+    ``E0 = kin/kout`` in place of ``kin`` (NONMEM's and nlmixr2's usual form: E0 is what the
+    pre-dose samples measure, so it and ``kout`` are far less correlated than kin and kout).
 
     Examples
     --------
     >>> load("mm_oral", lag=True).parameters
     ('Vmax', 'Km', 'V', 'ka', 'tlag')
+    >>> load("turnover_oral", baseline=True).parameters
+    ('CL', 'V', 'ka', 'E0', 'kout', 'Imax', 'IC50')
     """
     opts = dict(options)
     allowed = {"lag", "bioavailability", "method", "max_step", "min_steps"}
     if name == "transit_oral":
         allowed.add("n_transit")
+    if name == "turnover_oral":
+        allowed.add("baseline")
     unknown = sorted(set(opts) - allowed)
     if unknown and name in _NAMES:
         raise SpecificationError(
