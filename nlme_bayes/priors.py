@@ -6,6 +6,7 @@ import PyMC; :func:`nlme_bayes.builder` resolves it with :meth:`Prior.to_pymc`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,31 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+@functools.lru_cache(maxsize=512)
+def _domain_problem(prior: Prior) -> str | None:
+    """Why PyMC rejects ``prior``'s parameter values (None: it accepts them).
+
+    Draws once and evaluates the log density there: PyMC checks values such as a negative
+    ``sigma`` only lazily. Each check compiles a small PyTensor function (~0.1 s), and a
+    build validates every prior, so the answer is kept per prior (priors are immutable).
+    """
+    import numpy as np
+    import pymc as pm
+
+    cls = prior.pymc_class()
+    try:
+        rv = cls.dist(**prior.kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported as our own error with context
+        return f"{exc}. Give the parameters of pymc.{prior.dist} by keyword."
+    try:
+        logp = pm.logp(rv, pm.draw(rv, random_seed=0)).eval()
+    except Exception as exc:  # noqa: BLE001
+        return f"its parameters are outside their domain ({exc})."
+    if not np.all(np.isfinite(logp)):
+        return "its parameters are outside their domain (a scale must be > 0)."
+    return None
 
 
 def _is_distribution(cls: Any) -> bool:
@@ -158,28 +184,14 @@ class Prior:
                 f"parameter {', '.join(unknown)}; its parameters are {', '.join(valid)}."
             )
         try:
-            rv = cls.dist(**self.kwargs)
-        except Exception as exc:  # noqa: BLE001 - re-raised as our own error with context
-            raise SpecificationError(
-                f"{where + ': ' if where else ''}invalid prior {self!r}: {exc}. "
-                f"Give the parameters of pymc.{self.dist} by keyword."
-            ) from None
-        # Catch invalid parameter values (e.g. negative sigma) that PyMC only checks lazily.
-        import numpy as np
-        import pymc as pm
-
-        try:
-            logp = pm.logp(rv, pm.draw(rv, random_seed=0)).eval()
-        except Exception as exc:  # noqa: BLE001
-            raise SpecificationError(
-                f"{where + ': ' if where else ''}invalid prior {self!r}: its parameters are "
-                f"outside their domain ({exc})."
-            ) from None
-        if not np.all(np.isfinite(logp)):
-            raise SpecificationError(
-                f"{where + ': ' if where else ''}invalid prior {self!r}: its parameters are "
-                "outside their domain (a scale must be > 0)."
-            )
+            hash(self)
+        except TypeError:  # parameter values that are arrays: checked, not remembered
+            problem = _domain_problem.__wrapped__(self)
+        else:
+            problem = _domain_problem(self)
+        if problem is not None:
+            raise SpecificationError(f"{where + ': ' if where else ''}invalid prior {self!r}: "
+                                     f"{problem}")  # fmt: skip
 
     # ------------------------------------------------------------------ pharmacometric terms
     @classmethod
