@@ -239,18 +239,20 @@ def to_stan(vals: dict[str, Any], smap: StanMap) -> dict[str, Any]:
     """Our natural-scale values -> Stan's constrained parameters (log_pop, omega, L, z, sigma)."""
     corr = np.asarray(vals["omega_corr"], float)
     z_name = [n for n in vals if n.startswith("z_eta_")]
-    if smap.extra.get("diagonal"):  # one z block per random effect, (n_subj,) each
-        z = np.stack([np.asarray(vals[f"z_eta_{n}"], float) for n in smap.iiv])
-    elif len(z_name) == 1:
-        z = np.asarray(vals[z_name[0]], float).T
-    else:
-        raise ValueError(f"expected one z_eta block, got {z_name}")
+    phi_name = [n for n in vals if n.startswith("phi_")]
     init = {
         "log_pop": np.log([float(vals[f"{p}_pop"]) for p in smap.pop]).tolist(),
         "omega": np.asarray(vals["omega"], float).tolist(),
-        "z": z.tolist(),
         "sigma": float(vals[smap.sigma]),
     }
+    if smap.extra.get("diagonal"):  # one z block per random effect, (n_subj,) each
+        init["z"] = np.stack([np.asarray(vals[f"z_eta_{n}"], float) for n in smap.iiv]).tolist()
+    elif len(z_name) == 1:
+        init["z"] = np.asarray(vals[z_name[0]], float).T.tolist()
+    elif len(phi_name) == 1 and not z_name:  # centred block: phi (subject, param)
+        init["phi"] = np.asarray(vals[phi_name[0]], float).tolist()
+    else:
+        raise ValueError(f"expected one z_eta or phi block, got {z_name + phi_name}")
     if not smap.extra.get("diagonal"):  # the Cholesky factor of the correlation (Stan: L)
         init[smap.extra.get("L_name", "L")] = np.linalg.cholesky(corr).tolist()
     return init
@@ -335,6 +337,10 @@ def stan_draws(fit: Any, smap: StanMap, tune: int = 0) -> tuple[dict[str, np.nda
         for b in range(a):
             pop[f"corr_{smap.iiv[a]}_{smap.iiv[b]}"] = corr[..., a, b]
     pop["sigma"] = get("sigma")
+    if "phi" in fit.param_names and np.asarray(fit["phi"]).size:
+        # the centred form: phi (chain, draw, n_subj, k) are the individual log parameters
+        idx = [smap.pop.index(n) for n in smap.iiv]
+        return pop, get("phi") - log_pop[..., idx][:, :, None, :]
     z = get("z")  # (chain, draw, k, n_subj)
     chol = om[..., :, None] * L
     eta = np.einsum("cdij,cdjn->cdni", chol, z)
@@ -708,10 +714,15 @@ def typical_point(compiled: Any, pm_model: Any, initvals: dict[str, Any]) -> np.
 
 
 def compile_nutpie(pm_model: Any, initvals: dict[str, Any]) -> tuple[Any, float]:
+    """nutpie's compile with the settings a fit uses (``inference.REPRODUCIBLE_COMPILE``)."""
     import nutpie
+    import pytensor
+
+    from nlme_bayes.inference import REPRODUCIBLE_COMPILE
 
     t0 = time.perf_counter()
-    cm = nutpie.compile_pymc_model(pm_model, initial_points=initvals)
+    with pytensor.config.change_flags(**REPRODUCIBLE_COMPILE):
+        cm = nutpie.compile_pymc_model(pm_model, initial_points=initvals)
     return cm, time.perf_counter() - t0
 
 

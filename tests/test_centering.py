@@ -160,8 +160,12 @@ def test_specification_errors_are_clear():
 
 
 def test_templates_take_centered_and_describe_shows_it():
-    m = templates.load("one_cmt_oral", centered={"ka": "auto"})
-    assert [m.parameter(n).centered for n in ("CL", "V", "ka")] == [False, False, "auto"]
+    shipped = templates.load("one_cmt_oral")  # the file says centered = "auto" (validated)
+    assert [shipped.parameter(n).centered for n in ("CL", "V", "ka")] == ["auto"] * 3
+    m = templates.load("one_cmt_oral", centered={"ka": False})
+    assert [m.parameter(n).centered for n in ("CL", "V", "ka")] == ["auto", "auto", False]
+    m = templates.load("one_cmt_oral", centered=False)
+    assert {m.parameter(n).centered for n in m.iiv_names} == {False}
     m = templates.load("one_cmt_oral", centered="auto")
     assert {m.parameter(n).centered for n in m.iiv_names} == {"auto"}
     assert "(centered: auto)" in m.describe()

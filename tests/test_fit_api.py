@@ -117,7 +117,25 @@ def test_same_seed_identical_draws(theoph):
     assert not np.array_equal(a.posterior["CL_pop"].values, c.posterior["CL_pop"].values)
 
 
-def test_same_seed_identical_draws_nutpie(theoph):
+def test_same_seed_identical_draws_nutpie(theoph, monkeypatch):
+    """Same seed, same draws -- and every nutpie compile (through ``pm.sample`` and through
+    our compile cache) is done without Numba's fast-math, whose reassociated sums made a
+    density compiled afresh and the same one loaded from PyTensor's disk cache differ in the
+    last bit: a seeded fit then drew differently on a machine's first run than on later ones
+    (``inference.REPRODUCIBLE_COMPILE``)."""
+    import nutpie
+    import pytensor
+
+    from nlme_bayes.compiled import CompileCache
+
+    seen = []
+    real = nutpie.compile_pymc_model
+
+    def spy(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", spy)
     kw = dict(
         draws=30, tune=30, chains=2, random_seed=5, progressbar=False, check=False, sampler="nutpie"
     )
@@ -125,6 +143,9 @@ def test_same_seed_identical_draws_nutpie(theoph):
     b = theophylline_model().fit(theoph, **kw)
     np.testing.assert_array_equal(a.posterior["CL_pop"].values, b.posterior["CL_pop"].values)
     assert a.results.attrs["sampler"] == "nutpie"
+    theophylline_model().fit(theoph, reuse=CompileCache(), **kw)
+    assert seen == [False, False, False]
+    assert pytensor.config.numba__fastmath  # PyTensor's own default is left as it was
 
 
 def test_save_load_round_trip(small_theoph_fit, tmp_path):
