@@ -64,7 +64,7 @@ from .spec import (
     Proportional,
 )
 
-__all__ = ["BuiltModel", "build"]
+__all__ = ["BuiltModel", "additive_prior_scale", "build"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,6 +278,23 @@ def _random_effects(
 PROPORTIONAL_FLOOR = 1e-6
 
 
+def additive_prior_scale(dv: np.ndarray) -> float:
+    """The scale of the default additive-error prior, ``HalfNormal(sigma = SD of DV)``.
+
+    The SD of one output's observed ``DV`` (1 when it is undefined or 0). Data-derived:
+    whoever needs the prior fixed across data sets (e.g. :mod:`nlme_bayes.sbc`) pins it.
+
+    Examples
+    --------
+    >>> additive_prior_scale(np.array([1.0, 3.0]))
+    1.0
+    >>> additive_prior_scale(np.array([2.0]))
+    1.0
+    """
+    scale = float(np.std(dv)) if len(dv) > 1 else 1.0
+    return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
 def _residual_sd(
     err: Any, ipred: Any, dv_scale: float, suffix: str, dv_level: float = 1.0
 ) -> tuple[Any, bool]:
@@ -484,8 +501,7 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
         is_log = False
         for k, err in errs.items():
             mask = dvid == k
-            scale = float(np.std(dv[mask])) if mask.sum() > 1 else 1.0
-            scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+            scale = additive_prior_scale(dv[mask])
             suffix = "" if len(errs) == 1 else f"_DVID{k}"
             positive = np.abs(dv[mask])[np.abs(dv[mask]) > 0]
             level = float(np.median(positive)) if positive.size else 1.0

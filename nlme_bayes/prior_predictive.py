@@ -55,7 +55,8 @@ class PriorPredictive:
         ``IPRED (draw, grid)`` with ``grid`` coordinates ``ID`` and ``TIME``: each simulated
         subject on a time grid from its first to its last record.
     observations : pandas.DataFrame
-        ``ID, TIME, DVID, DV`` of the data (and ``BLQ`` with censoring).
+        ``ID, TIME, DVID, DV, ROW`` of the data, in the order of the draws' ``obs`` axis
+        (``ROW``: the record's row in the dataset), and ``BLQ`` with censoring.
 
     Examples
     --------
@@ -201,7 +202,7 @@ def prior_predictive(
     draws = prior[keep].merge(pred[["DV"]])
     individual = {n: prior[n].transpose("draw", "subject").values for n in model.parameter_names}
     curves = _grid_curves(model, data, individual, int(n_points))
-    obs = built.observations[["ID", "TIME", "DVID", "DV"]].copy()
+    obs = built.observations[["ID", "TIME", "DVID", "DV", "ROW"]].copy()
     if built.censoring is not None:
         obs["BLQ"] = built.censoring.censored
         obs["DV"] = built.censoring.dv

@@ -43,6 +43,9 @@ EXCLUDED = {
     '"--version"': "argparse exits the interpreter (SystemExit)",
     "report_interruption(": "needs a fit interrupted by Ctrl-C",
     "occasion_draws(": "needs a fit with inter-occasion variability (tests/test_iov.py)",
+    "run(study": "fits an SBC study's replicates on a Dask cluster (tests/test_sbc.py runs one)",
+    "ranks(study)": "needs the fits of an SBC study (tests/test_sbc.py runs one)",
+    'load_study("sbc_': "needs an SBC study on disk (benchmarks/validate_sbc.py writes them)",
     '_ = fit.report("theophylline_report.html")': "the HTML report (~10 s): run once, in "
     "nlme_bayes.report.write_html_report's example",
 }
