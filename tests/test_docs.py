@@ -53,6 +53,7 @@ PAGES = [
     "user_guide/residual_error",
     "user_guide/fitting",
     "user_guide/diagnostics",
+    "user_guide/calibration",
     "user_guide/model_comparison",
     "user_guide/simulation",
     "user_guide/batch",
