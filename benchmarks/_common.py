@@ -209,7 +209,7 @@ def unravel(compiled: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     out = {}
     n = int(compiled._n_dim)
     for name, sl, shape in zip(*compiled.shape_info, strict=True):
-        if name.endswith("__") or name.startswith("z_"):
+        if name.endswith("__") or name.startswith(("z_", "phi_")):
             if sl.stop > n:
                 raise ValueError(f"{name}: slice {sl} outside the {n} free dimensions")
             out[name] = np.asarray(x[sl]).reshape(shape)

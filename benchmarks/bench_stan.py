@@ -64,11 +64,15 @@ def side_by_side(
         tune=args.tune,
         n_subjects=data.n_subjects,
         n_observations=data.n_observations,
+        target_accept=args.target_accept,
     )
     print(f"[{case}] ours ...", flush=True)
     ours, fit, compiled = C.run_ours(
-        model, data, smap, chains=args.chains, draws=args.draws, tune=args.tune, seed=SEED
-    )
+        model, data, smap, chains=args.chains, draws=args.draws, tune=args.tune, seed=SEED,
+        target_accept=args.target_accept,
+    )  # fmt: skip
+    centered = {n: fit.model.parameter(n).centered is True for n in smap.iiv}
+    meta["centered"] = centered
     built = fit.built
     x0 = C.typical_point(compiled, built.pm_model, built.initvals)
     ours["logp_grad"] = C.time_logp_grad(compiled, x0, seconds=2.0)
@@ -76,7 +80,7 @@ def side_by_side(
     obs = built.observations
     sdata = {"N_subj": data.n_subjects, "N_obs": len(obs), "dv": obs["DV"].to_numpy(float)}
     sdata.update(S.stan_priors(model, smap.pop, smap.iiv, data))
-    sdata.update(extra_data(data, obs) if callable(extra_data) else extra_data)
+    sdata.update(extra_data(data, obs, centered) if callable(extra_data) else extra_data)
     print(f"[{case}] Stan ...", flush=True)
     stan, _fit, _post = C.run_stan(
         C.stan_program(stan_file),
@@ -87,11 +91,12 @@ def side_by_side(
         tune=args.tune,
         seed=SEED,
         inits=inits,
+        delta=args.target_accept,  # Stan's adapt_delta = our target_accept: same settings
     )
     stan["init"] = "our sampler's start function (one draw per chain)"
     out = {"meta": meta, "ours": ours, "stan": stan, "ratios": C.ratios(ours, stan)}
     out["meta"]["loadavg_end"] = C.loadavg()
-    C.write_json(f"stan_{case}.json", out)
+    C.write_json(f"stan_{case}{args.tag}.json", out)
     md = [
         C.side_by_side_md(title, ours, stan),
         f"Our compiled log density + gradient: {ours['logp_grad']['us_per_eval']:.1f} us per "
@@ -101,15 +106,21 @@ def side_by_side(
         "",
         C.posterior_agreement_md(ours, stan),
     ]
-    (C.RESULTS / f"stan_{case}.md").write_text("\n".join(md))
+    (C.RESULTS / f"stan_{case}{args.tag}.md").write_text("\n".join(md))
     print("\n".join(md), flush=True)
     return out
 
 
-def _pairs(data: Any, obs: Any) -> dict[str, Any]:
+def _pairs(data: Any, obs: Any, centered: dict[str, bool]) -> dict[str, Any]:
     p = C.dosing_pairs(data, obs)
     one = p["N_pair"] == len(obs) and np.array_equal(p["pair_obs"], np.arange(1, len(obs) + 1))
-    return {**p, "one_pair_per_obs": int(one)}
+    return {**p, "one_pair_per_obs": int(one), "centered": _all_or_none(centered)}
+
+
+def _all_or_none(centered: dict[str, bool]) -> int:
+    if len(set(centered.values())) > 1:
+        raise ValueError(f"the Stan programs centre all random effects or none: {centered}")
+    return int(all(centered.values()))
 
 
 def case_theoph(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,9 +128,12 @@ def case_theoph(args: argparse.Namespace) -> dict[str, Any]:
     from nlme_bayes.examples import theophylline_model
 
     smap = C.StanMap(pop=("CL", "V", "ka"), iiv=("CL", "V", "ka"), sigma="sigma_add")
+    model = theophylline_model()
+    if args.centered is not None:
+        model = model.with_centering(args.centered)
     return side_by_side(
         "theoph",
-        theophylline_model(),
+        model,
         nb.datasets.theophylline(),
         smap,
         "one_cmt_oral.stan",
@@ -136,13 +150,15 @@ def case_two_cmt(args: argparse.Namespace) -> dict[str, Any]:
         pop=("CL", "V", "Q", "V2", "ka"), iiv=("CL", "V", "V2", "ka"), sigma="sigma_prop"
     )
 
-    def extra(d: Any, obs: Any) -> dict[str, Any]:
-        p = C.dosing_pairs(d, obs)
-        return p
+    def extra(d: Any, obs: Any, centered: dict[str, bool]) -> dict[str, Any]:
+        return {**C.dosing_pairs(d, obs), "centered": _all_or_none(centered)}
 
+    model = S.two_cmt_model()
+    if args.centered is not None:
+        model = model.with_centering(args.centered)
     return side_by_side(
         "two_cmt",
-        S.two_cmt_model(),
+        model,
         data,
         smap,
         "two_cmt_oral.stan",
@@ -163,9 +179,11 @@ import _floor as F, _studies as S
 from nlme_bayes.builder import build
 from nlme_bayes.examples import theophylline_model
 n, fit_it, chains, draws, tune, store = {n}, {fit}, {chains}, {draws}, {tune}, {store}
+centered = {centered!r}
 out = {{"n_subjects": n, "loadavg_start": C.loadavg()}}
 data, truth = S.one_cmt_study(n, seed=n)
-model = theophylline_model()
+model = theophylline_model()  # non-centred: the per-gradient figures and the floor
+fit_model = model if centered is None else model.with_centering(centered)
 t0 = time.perf_counter()
 b = build(model, data, store_predictions=False)
 out["build_s"] = time.perf_counter() - t0
@@ -178,7 +196,7 @@ out["floor"] = F.time_floor(d, x, seconds=2.0)
 out["max_rss_mb_before_fit"] = C.max_rss_mb()
 if fit_it:
     smap = C.StanMap(pop=("CL", "V", "ka"), iiv=("CL", "V", "ka"), sigma="sigma_add")
-    m, fit, _ = C.run_ours(model, data, smap, chains=chains, draws=draws, tune=tune, seed=n,
+    m, fit, _ = C.run_ours(fit_model, data, smap, chains=chains, draws=draws, tune=tune, seed=n,
                            store_predictions=store)
     keep = ("compile_s", "build_s", "mcmc_wall_s", "total_s", "min_ess_bulk", "min_ess_bulk_all",
             "min_ess_per_s", "divergences", "max_rhat", "leapfrog_all", "us_per_grad_in_mcmc",
@@ -187,6 +205,7 @@ if fit_it:
     out["fit"]["s_per_ess"] = m["mcmc_wall_s"] / m["min_ess_bulk"]
     out["fit"]["chains"], out["fit"]["draws"], out["fit"]["tune"] = chains, draws, tune
     out["fit"]["store_predictions"] = store
+    out["fit"]["centered"] = {{p: fit.model.parameter(p).centered for p in smap.iiv}}
 out["max_rss_mb"] = C.max_rss_mb()
 out["loadavg_end"] = C.loadavg()
 print("RESULT " + json.dumps(out, default=C._json_default))
@@ -221,6 +240,7 @@ def case_scaling(args: argparse.Namespace) -> dict[str, Any]:
         chains=args.chains,
         draws=args.draws,
         tune=args.tune,
+        centered=args.centered,
     )
     rows = []
     for n in args.sizes:
@@ -234,6 +254,7 @@ def case_scaling(args: argparse.Namespace) -> dict[str, Any]:
             draws=args.draws,
             tune=args.tune,
             store=n <= args.predictions_up_to,
+            centered=args.centered,
         )
         res = run_child(code, timeout=args.timeout)
         res.setdefault("n_subjects", n)
@@ -241,9 +262,9 @@ def case_scaling(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(res, default=C._json_default)[:600], flush=True)
     meta["loadavg_end"] = C.loadavg()
     out = {"meta": meta, "rows": rows}
-    C.write_json("stan_scaling.json", out)
+    C.write_json(f"stan_scaling{args.tag}.json", out)
     md = scaling_md(out)
-    (C.RESULTS / "stan_scaling.md").write_text(md)
+    (C.RESULTS / f"stan_scaling{args.tag}.md").write_text(md)
     print(md, flush=True)
     return out
 
@@ -252,7 +273,8 @@ def scaling_md(out: dict[str, Any]) -> str:
     m = out["meta"]
     lines = [
         "### Scaling: closed-form one-compartment oral (Theophylline design), "
-        f"fits {m['chains']} chains x {m['draws']} draws (+{m['tune']} warm-up)",
+        f"fits {m['chains']} chains x {m['draws']} draws (+{m['tune']} warm-up), "
+        f"random effects centered={m.get('centered')!r} (per-gradient figures: non-centred)",
         "",
         "| subjects | compile s | ours us / logp+grad | per subject | floor (Numba) us | "
         "ours / floor | floor (NumPy) us | peak RSS MiB | fit: MCMC wall s | min ESS | "
@@ -297,6 +319,21 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--n-two-cmt", type=int, default=100)
+    ap.add_argument(
+        "--target-accept",
+        type=float,
+        default=0.9,
+        help="target acceptance of both systems (ours: target_accept, Stan: adapt_delta); "
+        "default 0.9, our default (Stan's own default is 0.8)",
+    )
+    ap.add_argument(
+        "--centered",
+        type=lambda v: {"auto": "auto", "true": True, "false": False}[v],
+        default=None,
+        help="theoph, two_cmt, scaling (the fits): our random effects' parameterisation "
+        "(auto/true/false; Stan's program follows whatever ours samples)",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the results files, e.g. _ta0.8")
     ap.add_argument("--sizes", type=int, nargs="+", default=[12, 100, 1000, 5000])
     ap.add_argument("--fit-sizes", type=int, nargs="*", default=[12, 100, 1000, 5000])
     ap.add_argument("--timeout", type=float, default=5400, help="per scaling size, seconds")

@@ -1,8 +1,10 @@
 // One-compartment model, first-order absorption, closed form with superposition over
 // dose-observation pairs; additive error.  The same model, parameterisation and priors as
 // nlme_bayes' builder for theophylline_model(): log-normal typical values (sampled on the
-// log scale), non-centred random effects eta_i = diag(omega) * L * z_i on (log CL, log V,
-// log ka), LKJ prior on the correlation, half-normal SDs, half-Student-t residual SD.
+// log scale), random effects on (log CL, log V, log ka) -- centered = 0: non-centred,
+// eta_i = diag(omega) * L * z_i; centered = 1: the individual log parameters
+// phi_i ~ MVN(log typical, diag(omega) L L' diag(omega)) are sampled (the builder's centred
+// form) -- LKJ prior on the correlation, half-normal SDs, half-Student-t residual SD.
 data {
   int<lower=1> N_subj;
   int<lower=1> N_obs;
@@ -19,16 +21,23 @@ data {
   real<lower=0> lkj_eta;
   real<lower=0> sigma_nu;
   real<lower=0> sigma_scale;      // half-Student-t
+  int<lower=0, upper=1> centered;
 }
 parameters {
   vector[3] log_pop;
   vector<lower=0>[3] omega;
   cholesky_factor_corr[3] L;
-  matrix[3, N_subj] z;
+  matrix[3, centered ? 0 : N_subj] z;
+  matrix[centered ? N_subj : 0, 3] phi;
   real<lower=0> sigma;
 }
 model {
-  matrix[N_subj, 3] eta = (diag_pre_multiply(omega, L) * z)';
+  matrix[N_subj, 3] eta;
+  if (centered) {
+    for (i in 1:N_subj) eta[i] = phi[i] - log_pop';
+  } else {
+    eta = (diag_pre_multiply(omega, L) * z)';
+  }
   vector[N_subj] CL = exp(log_pop[1] + eta[:, 1]);
   vector[N_subj] V = exp(log_pop[2] + eta[:, 2]);
   vector[N_subj] ka = exp(log_pop[3] + eta[:, 3]);
@@ -47,7 +56,12 @@ model {
   log_pop ~ normal(mu_pop, sd_pop);
   omega ~ normal(0, omega_scale);
   L ~ lkj_corr_cholesky(lkj_eta);
-  to_vector(z) ~ std_normal();
+  if (centered) {
+    matrix[3, 3] Lcov = diag_pre_multiply(omega, L);
+    for (i in 1:N_subj) phi[i] ~ multi_normal_cholesky(log_pop, Lcov);
+  } else {
+    to_vector(z) ~ std_normal();
+  }
   sigma ~ student_t(sigma_nu, 0, sigma_scale);
   dv ~ normal(mu, sigma);
 }

@@ -1,7 +1,10 @@
 // Two-compartment model, first-order absorption, closed form (tri-exponential) with
 // superposition over dose-observation pairs (multiple doses); proportional error.
-// Random effects on (log CL, log V, log V2, log ka), non-centred, LKJ-correlated; Q has
-// no random effect.  Same parameterisation and priors as nlme_bayes' builder.
+// Random effects on (log CL, log V, log V2, log ka), LKJ-correlated; Q has no random effect.
+// centered = 0: eta = diag(omega) L z, z ~ N(0, 1) (non-centred); centered = 1: the
+// individual log parameters phi ~ MVN(log typical, diag(omega) L L' diag(omega)) are sampled
+// (Monolix's phi; nlme_bayes' centred form).  Same parameterisation and priors as
+// nlme_bayes' builder.
 data {
   int<lower=1> N_subj;
   int<lower=1> N_obs;
@@ -16,16 +19,24 @@ data {
   vector<lower=0>[4] omega_scale;
   real<lower=0> lkj_eta;
   real<lower=0> sigma_scale;   // half-normal, proportional SD
+  int<lower=0, upper=1> centered;
 }
 parameters {
   vector[5] log_pop;
   vector<lower=0>[4] omega;
   cholesky_factor_corr[4] L;
-  matrix[4, N_subj] z;
+  matrix[4, centered ? 0 : N_subj] z;
+  matrix[centered ? N_subj : 0, 4] phi;
   real<lower=0> sigma;
 }
 model {
-  matrix[N_subj, 4] eta = (diag_pre_multiply(omega, L) * z)';
+  vector[4] mu_iiv = log_pop[{1, 2, 4, 5}];
+  matrix[N_subj, 4] eta;
+  if (centered) {
+    for (i in 1:N_subj) eta[i] = phi[i] - mu_iiv';
+  } else {
+    eta = (diag_pre_multiply(omega, L) * z)';
+  }
   vector[N_subj] CL = exp(log_pop[1] + eta[:, 1]);
   vector[N_subj] V = exp(log_pop[2] + eta[:, 2]);
   real Q = exp(log_pop[3]);
@@ -50,7 +61,12 @@ model {
   log_pop ~ normal(mu_pop, sd_pop);
   omega ~ normal(0, omega_scale);
   L ~ lkj_corr_cholesky(lkj_eta);
-  to_vector(z) ~ std_normal();
+  if (centered) {
+    matrix[4, 4] Lcov = diag_pre_multiply(omega, L);
+    for (i in 1:N_subj) phi[i] ~ multi_normal_cholesky(mu_iiv, Lcov);
+  } else {
+    to_vector(z) ~ std_normal();
+  }
   sigma ~ normal(0, sigma_scale);
   dv ~ normal(mu, sigma * mu);
 }
