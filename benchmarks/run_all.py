@@ -33,13 +33,22 @@ import _common as C  # noqa: E402
 STEPS = (
     ("ode_cost", ["bench_ode.py", "cost"]),
     ("stan_theoph", ["bench_stan.py", "theoph"]),
-    ("stan_two_cmt", ["bench_stan.py", "two_cmt"]),
+    ("stan_theoph_auto", ["bench_stan.py", "theoph", "--centered", "auto", "--tag", "_auto"]),
+    ("stan_theoph_ta0.8", ["bench_stan.py", "theoph", "--target-accept", "0.8", "--tag", "_ta0.8"]),
+    ("stan_two_cmt", ["bench_stan.py", "two_cmt", "--centered", "auto"]),
     ("ode_mm", ["bench_ode.py", "mm"]),
     ("stan_scaling", ["bench_stan.py", "scaling"]),
-)
+    (
+        "stan_scaling_auto",
+        ["bench_stan.py", "scaling", "--centered", "auto", "--tag", "_auto",
+         "--fit-sizes", "1000", "5000"],
+    ),
+)  # fmt: skip
 QUICK = {
     "ode_cost": ["--sizes", "12"],
     "stan_theoph": ["--draws", "100", "--tune", "100"],
+    "stan_theoph_auto": ["--draws", "100", "--tune", "100"],
+    "stan_theoph_ta0.8": ["--draws", "100", "--tune", "100"],
     "stan_two_cmt": ["--draws", "100", "--tune", "100", "--n-two-cmt", "20"],
     "ode_mm": [
         "--draws",
@@ -54,6 +63,7 @@ QUICK = {
         "1e-3",
         "1e-5",
     ],
+    "stan_scaling_auto": ["--sizes", "12", "100", "--fit-sizes", "100", "--draws", "100"],
     "stan_scaling": [
         "--sizes",
         "12",
@@ -105,11 +115,16 @@ def summary() -> str:
     """The headline table (ratios ours/Stan measured in one run) and the parts' reports."""
     rows = []
     for name, label in (
-        ("stan_theoph", "Theophylline, closed form"),
+        ("stan_theoph", "Theophylline, closed form (non-centred)"),
+        ("stan_theoph_auto", "Theophylline, closed form, centered='auto'"),
+        ("stan_theoph_ta0.8", "Theophylline, closed form (non-centred), target 0.8"),
         ("stan_two_cmt", "2-cmt oral multiple dose, closed form"),
     ):
         d = _load(name)
         if d:
+            cen = d["meta"].get("centered")
+            if name == "stan_two_cmt" and cen:
+                label += ", centred" if all(cen.values()) else ", non-centred"
             rows.append((label, d["ours"], d["stan"], d["meta"]))
     mm = _load("ode_mm")
     if mm:
@@ -157,7 +172,16 @@ def summary() -> str:
         "wall time (warm-up + sampling, chains in parallel on both cores).",
         "",
     ]
-    for name in ("stan_theoph", "stan_two_cmt", "ode_mm", "ode_cost", "stan_scaling"):
+    for name in (
+        "stan_theoph",
+        "stan_theoph_auto",
+        "stan_theoph_ta0.8",
+        "stan_two_cmt",
+        "ode_mm",
+        "ode_cost",
+        "stan_scaling",
+        "stan_scaling_auto",
+    ):
         p = C.RESULTS / f"{name}.md"
         if p.exists():
             lines += [f"## {name}", "", p.read_text(), ""]
@@ -200,7 +224,11 @@ def plots() -> list[str]:
             plt.close(fig)
             made.append("scaling.png")
     labels, vals = [], []
-    for name, label in (("stan_theoph", "Theoph"), ("stan_two_cmt", "2-cmt MD")):
+    for name, label in (
+        ("stan_theoph", "Theoph"),
+        ("stan_theoph_auto", "Theoph\n(centred)"),
+        ("stan_two_cmt", "2-cmt MD"),
+    ):
         d = _load(name)
         if d:
             labels.append(label)
