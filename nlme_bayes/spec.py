@@ -227,7 +227,7 @@ class Parameter:
     centered : bool or "auto"
         Sample this random effect centred (``eta ~ N(0, Omega)``) instead of
         non-centred (``eta = L z``, the default). Centred mixes better when subjects are rich
-        in data. ``"auto"``: chosen from the design when the model is built, by the
+        in data. ``"auto"``: chosen from the data when the model is built, by the
         information the data carry about each subject's eta relative to the prior's
         (:mod:`nlme_bayes.centering`); the fit keeps the choice.
     omega_prior : Prior, optional

@@ -13,7 +13,7 @@ from pymc.initial_point import make_initial_point_fn
 import nlme_bayes as nb
 from nlme_bayes import templates
 from nlme_bayes.builder import build
-from nlme_bayes.centering import choose_centering, information_ratio
+from nlme_bayes.centering import choose_centering, empirical_bayes_pilot, information_ratio
 
 TIMES_RICH = [0.25, 0.5, 1, 2, 4, 6, 8, 12, 24]
 
@@ -51,7 +51,7 @@ def test_information_ratio_matches_closed_form(error):
     # C = D/V exp(-k t), k = CL/V; d C / d eta_CL = -k t C, d C / d eta_V = (k t - 1) C
     err = nb.Proportional() if error == "proportional" else nb.Additive()
     model, data = _model(error=err), _data(TIMES_RICH, n=3)
-    rho = information_ratio(model, data)
+    rho = information_ratio(model, data, at="start")
     sigma = _start_sigma(model, data, "sigma_prop" if error == "proportional" else "sigma_add")
     t = np.array(TIMES_RICH)
     conc = 100.0 / 50.0 * np.exp(-0.1 * t)
@@ -65,16 +65,61 @@ def test_information_ratio_matches_closed_form(error):
     assert rho["CL"].shape == (3,)
 
 
+def _study(sigma, omega=(0.3, 0.2), n=30, times=TIMES_RICH, seed=3):
+    """One-compartment IV bolus, log-normal CL and V, proportional error ``sigma``."""
+    rng = np.random.default_rng(seed)
+    frame = design(n, times, amt=100.0)
+    cl = 5.0 * np.exp(omega[0] * rng.standard_normal(n))
+    v = 50.0 * np.exp(omega[1] * rng.standard_normal(n))
+    t = frame.loc[frame.EVID == 0, "TIME"].to_numpy()
+    who = frame.loc[frame.EVID == 0, "ID"].to_numpy() - 1
+    conc = 100.0 / v[who] * np.exp(-cl[who] / v[who] * t)
+    return nb.read_nonmem(set_dv(frame, conc * (1.0 + sigma * rng.standard_normal(t.size))))
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.2])
+def test_pilot_recovers_the_residual_error_and_omegas(sigma):
+    model = _model()
+    data = _study(sigma)
+    pilot = empirical_bayes_pilot(model, data)
+    start = _start_sigma(model, data, "sigma_prop")
+    # 30 subjects x 9 samples: the residual SD within 15 %, the omegas (true 0.3, 0.2; the
+    # sample SDs of the 30 simulated etas differ from those by ~13 %) within 30 %
+    assert pilot.residual_scale * start == pytest.approx(sigma, rel=0.15)
+    assert pilot.omega["CL"] == pytest.approx(0.3, rel=0.3)
+    assert pilot.omega["V"] == pytest.approx(0.2, rel=0.3)
+    low = np.exp(-1.645 / np.sqrt(2 * 30))
+    assert pilot.omega_low["CL"] == pytest.approx(pilot.omega["CL"] * low)
+    # rho at the pilot's estimates is rho at the start rescaled: (omega_low / 0.3)^2 / s^2
+    # (up to the derivatives, taken at the fitted etas instead of eta = 0)
+    at_start = information_ratio(model, data, at="start")["CL"]
+    rescaled = at_start * (pilot.omega_low["CL"] / 0.3) ** 2 / pilot.residual_scale**2
+    assert np.median(pilot.ratio["CL"]) == pytest.approx(np.median(rescaled), rel=0.5)
+
+
+def test_the_choice_follows_the_data_not_only_the_design():
+    """The same design: precise data with clear variability -> centred; noisy data, or a
+    random effect too small to see, -> non-centred (where the centred form's funnel opens)."""
+    model = _model()
+    precise = choose_centering(model, _study(0.05))
+    assert precise.centered == {"CL": True, "V": True}
+    noisy = choose_centering(model, _study(0.8, times=[1, 4, 12]))
+    assert noisy.centered == {"CL": False, "V": False}
+    tiny = choose_centering(model, _study(0.1, omega=(0.01, 0.2)))
+    assert tiny.centered["CL"] is False and tiny.centered["V"] is True
+    assert tiny.pilot.omega["CL"] < 0.1
+
+
 def _observed(data):
     obs = data.observations()
     return np.abs(obs["DV"].to_numpy(float))
 
 
 def test_rich_design_is_centred_sparse_design_is_not():
-    rich = choose_centering(_model(), _data(TIMES_RICH))
+    rich = choose_centering(_model(), _study(0.1))
     assert rich.centered == {"CL": True, "V": True}
     assert rich.median_ratio("CL") > 1 and rich.median_ratio("V") > 1
-    sparse = choose_centering(_model(), _data([2.0]))  # one sample: V and CL not separable
+    sparse = choose_centering(_model(), _study(0.1, times=[2.0]))  # V and CL not separable
     assert sparse.centered == {"CL": False, "V": False}
     assert sparse.median_ratio("CL") < 1
     # a subject's information grows with its samples: more samples, larger ratio
@@ -84,7 +129,7 @@ def test_rich_design_is_centred_sparse_design_is_not():
 def test_a_block_is_centred_only_when_every_parameter_is_informed():
     # one sample at 24 h informs CL (k t = 2.4) but hardly V (k t - 1 = 1.4 vs CL's 2.4):
     # scale the design so that CL passes and V does not, then join them in a block
-    data = _data([24.0])
+    data = _study(0.1, times=[24.0])
     diag = choose_centering(_model(), data)
     rho = {n: diag.median_ratio(n) for n in ("CL", "V")}
     assert rho["CL"] > rho["V"]
@@ -105,7 +150,7 @@ def test_only_auto_parameters_are_decided_and_the_builder_applies_the_choice():
         omega=nb.Omega(blocks="diagonal"),
         error=nb.Proportional(),
     )
-    built = build(model, _data(TIMES_RICH))
+    built = build(model, _study(0.1))
     assert built.centering.centered == {"CL": True}
     assert built.model.parameter("CL").centered is True
     assert built.model.parameter("V").centered is False
@@ -116,7 +161,8 @@ def test_only_auto_parameters_are_decided_and_the_builder_applies_the_choice():
     assert saved["CL"]["centered"] is True
     assert saved["CL"]["median_ratio"] == pytest.approx(built.centering.median_ratio("CL"))
     # without "auto" nothing is probed
-    assert build(model.with_centering(False), _data(TIMES_RICH)).centering is None
+    assert saved["CL"]["omega_pilot"] == pytest.approx(built.centering.pilot.omega["CL"])
+    assert build(model.with_centering(False), _study(0.1)).centering is None
 
 
 def test_censored_observations_carry_no_information():
@@ -134,9 +180,9 @@ def test_censored_observations_carry_no_information():
         ]]).sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False])
     )  # fmt: skip
     m3 = _model().replace(blq=nb.BLQ("M3", lloq=0.9))
-    full = information_ratio(_model(), data)["CL"]
-    cens = information_ratio(m3, censored)["CL"]
-    dropped = information_ratio(_model(), kept)["CL"]
+    full = information_ratio(_model(), data, at="start")["CL"]
+    cens = information_ratio(m3, censored, at="start")["CL"]
+    dropped = information_ratio(_model(), kept, at="start")["CL"]
     assert np.all(cens < full)
     # the same SD start (the prior's), so the ratio is the sum over the uncensored samples
     np.testing.assert_allclose(cens, dropped, rtol=1e-6)
@@ -172,3 +218,19 @@ def test_templates_take_centered_and_describe_shows_it():
     with pytest.raises(nb.SpecificationError, match="unknown parameter"):
         templates.load("one_cmt_oral", centered={"Q": True})
     assert nb.Model.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+def test_auto_does_not_centre_ka_beside_peripheral_compartments():
+    """An absorption rate is centred by "auto" only in one-compartment models (NEVER_CENTRED):
+    with peripheral compartments a centred ka kept chains in the other mode."""
+    one = templates.get("one_cmt_oral")
+    two = templates.get("two_cmt_oral")
+    c1 = choose_centering(one.model(), one.example_data(random_seed=1))
+    c2 = choose_centering(two.model(), two.example_data(random_seed=1))
+    assert c1.centered["ka"] is True and c1.median_ratio("ka") > 1
+    assert c2.median_ratio("ka") > 1  # informed, yet not centred
+    assert c2.centered["ka"] is False and c2.centered["CL"] is True
+    assert "not centred by auto" in c2.describe()
+    # asked for explicitly, it is centred
+    forced = two.model().with_centering(True, "ka")
+    assert forced.parameter("ka").centered is True
