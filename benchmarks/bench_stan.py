@@ -65,11 +65,12 @@ def side_by_side(
         n_subjects=data.n_subjects,
         n_observations=data.n_observations,
         target_accept=args.target_accept,
+        start_jitter=args.start_jitter,
     )
     print(f"[{case}] ours ...", flush=True)
     ours, fit, compiled = C.run_ours(
         model, data, smap, chains=args.chains, draws=args.draws, tune=args.tune, seed=SEED,
-        target_accept=args.target_accept,
+        target_accept=args.target_accept, start_jitter=args.start_jitter,
     )  # fmt: skip
     centered = {n: fit.model.parameter(n).centered is True for n in smap.iiv}
     meta["centered"] = centered
@@ -332,6 +333,13 @@ def main() -> int:
         default=None,
         help="theoph, two_cmt, scaling (the fits): our random effects' parameterisation "
         "(auto/true/false; Stan's program follows whatever ours samples)",
+    )
+    ap.add_argument(
+        "--start-jitter",
+        type=float,
+        default=1.0,
+        help="Model.fit(start_jitter=): half-width of the population-level start jitter; "
+        "Stan's inits are draws of the same start function",
     )
     ap.add_argument("--tag", default="", help="suffix of the results files, e.g. _ta0.8")
     ap.add_argument("--sizes", type=int, nargs="+", default=[12, 100, 1000, 5000])

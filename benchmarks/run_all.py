@@ -36,6 +36,11 @@ STEPS = (
     ("stan_theoph_auto", ["bench_stan.py", "theoph", "--centered", "auto", "--tag", "_auto"]),
     ("stan_theoph_ta0.8", ["bench_stan.py", "theoph", "--target-accept", "0.8", "--tag", "_ta0.8"]),
     ("stan_two_cmt", ["bench_stan.py", "two_cmt", "--centered", "auto"]),
+    (
+        "stan_two_cmt_centred_jitter0.5",
+        ["bench_stan.py", "two_cmt", "--centered", "true", "--start-jitter", "0.5",
+         "--tag", "_centred_jitter0.5"],
+    ),
     ("ode_mm", ["bench_ode.py", "mm"]),
     ("stan_scaling", ["bench_stan.py", "scaling"]),
     (
@@ -50,6 +55,7 @@ QUICK = {
     "stan_theoph_auto": ["--draws", "100", "--tune", "100"],
     "stan_theoph_ta0.8": ["--draws", "100", "--tune", "100"],
     "stan_two_cmt": ["--draws", "100", "--tune", "100", "--n-two-cmt", "20"],
+    "stan_two_cmt_centred_jitter0.5": ["--draws", "100", "--tune", "100", "--n-two-cmt", "20"],
     "ode_mm": [
         "--draws",
         "50",
@@ -119,6 +125,10 @@ def summary() -> str:
         ("stan_theoph_auto", "Theophylline, closed form, centered='auto'"),
         ("stan_theoph_ta0.8", "Theophylline, closed form (non-centred), target 0.8"),
         ("stan_two_cmt", "2-cmt oral multiple dose, closed form"),
+        (
+            "stan_two_cmt_centred_jitter0.5",
+            "2-cmt oral multiple dose, closed form, centred, start jitter 0.5",
+        ),
     ):
         d = _load(name)
         if d:
@@ -177,6 +187,7 @@ def summary() -> str:
         "stan_theoph_auto",
         "stan_theoph_ta0.8",
         "stan_two_cmt",
+        "stan_two_cmt_centred_jitter0.5",
         "ode_mm",
         "ode_cost",
         "stan_scaling",
