@@ -234,3 +234,8 @@ def test_auto_does_not_centre_ka_beside_peripheral_compartments():
     # asked for explicitly, it is centred
     forced = two.model().with_centering(True, "ka")
     assert forced.parameter("ka").centered is True
+
+
+def test_information_ratio_names_a_bad_at():
+    with pytest.raises(ValueError, match=r"at='middle': choose 'data' or 'start'"):
+        information_ratio(_model(), _data(TIMES_RICH, n=2), at="middle")
