@@ -364,17 +364,47 @@ class CompileCache:
 def with_start_jitter(compiled: Any, built: Any, initvals: dict[str, Any], width: float) -> Any:
     """``compiled`` drawing its chain starts with the jitter ``U(-width, width)``.
 
-    Same variables, overrides and ordering as nutpie's own start function (the free RVs'
-    unconstrained values concatenated in ``free_RVs`` order); only the jitter width differs.
+    Same variables and overrides as nutpie's own start function; only the jitter width
+    differs. The start is laid out by *name* in nutpie's own order (``compiled.shape_info``):
+    the cached template comes from ``model_from_fgraph``, whose free variables need not be
+    in the order of ``built.pm_model`` -- a concatenation in the model's order would hand
+    one variable's start to another whenever the sizes happen to agree.
     """
     import dataclasses
 
-    flat = start_functions(built.pm_model, initvals, nutpie_jitter(built), width=width).flat
+    starts = start_functions(built.pm_model, initvals, nutpie_jitter(built), width=width)
     n_dim = int(compiled.n_dim)
-    if flat(0).shape != (n_dim,):
+    # shape_info lists the free (unconstrained) variables first, laid end to end over the
+    # n_dim entries of a point, then the expanded (stored) variables
+    names, slices, shapes, filled = [], [], [], 0
+    for name, where, shape in zip(*compiled.shape_info, strict=True):
+        if filled >= n_dim:
+            break
+        names.append(name)
+        slices.append(where)
+        shapes.append(tuple(shape))
+        filled = int(where.stop)
+    probe = starts.transformed(0)
+    missing = [n for n in names if n not in probe]
+    if missing or sorted(probe) != sorted(names):
         raise RuntimeError(
-            f"start_jitter: our start point has {flat(0).size} entries, nutpie's model {n_dim}"
+            "start_jitter: nutpie's model has the free variables "
+            f"{', '.join(names)}; our start point {', '.join(sorted(probe))}"
         )
+
+    def flat(seed: Any) -> np.ndarray:
+        point = starts.transformed(seed)
+        out = np.empty(n_dim, dtype="float64")
+        for name, where, shape in zip(names, slices, shapes, strict=True):
+            value = np.asarray(point[name], dtype="float64")
+            if value.shape != tuple(shape):
+                raise RuntimeError(
+                    f"start_jitter: start of {name} has shape {value.shape}, nutpie's "
+                    f"model expects {tuple(shape)}"
+                )
+            out[where] = value.ravel()
+        return out
+
     return dataclasses.replace(compiled, initial_point_func=flat)
 
 

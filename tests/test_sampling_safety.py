@@ -31,6 +31,7 @@ from nlme_bayes.sampling_safety import (
     finite_starts,
     keep_complete_draws,
     nonfinite_transitions,
+    nutpie_jitter,
     sample_with_fresh_starts,
     watch_interrupt,
 )
@@ -457,12 +458,46 @@ def test_nutpie_draws_its_starts_with_our_jitter_width(theoph, monkeypatch):
     assert fit.posterior.sizes["draw"] == 30 and fit.results.attrs["compile_cache"] == "off"
     assert fit.results.attrs["start_jitter"] == 0.25
     built = build(theophylline_model(), theoph)
-    names = [built.pm_model.rvs_to_values[rv].name for rv in built.pm_model.free_RVs]
-    sizes = [int(np.size(built.pm_model.initial_point()[n])) for n in names]
-    offsets = dict(zip(names, np.cumsum([0, *sizes[:-1]]), strict=True))
     (compiled,) = seen
-    ours = np.array([compiled.initial_point_func(s)[offsets["CL_pop_log__"]] for s in range(30)])
-    dev = np.abs(ours - np.log(built.initvals["CL_pop"]))
+    where = dict(zip(compiled.shape_info[0], compiled.shape_info[1], strict=True))  # nutpie's
+    ours = np.array([compiled.initial_point_func(s)[where["CL_pop_log__"]] for s in range(30)])
+    dev = np.abs(ours.ravel() - np.log(built.initvals["CL_pop"]))
     assert dev.max() <= 0.25 and dev.max() > 0.2
-    z = compiled.initial_point_func(1)[offsets["z_eta_CL_V_ka"] : offsets["z_eta_CL_V_ka"] + 3]
+    z = compiled.initial_point_func(1)[where["z_eta_CL_V_ka"]]
     assert np.allclose(np.abs(z), Z_START)
+
+
+def test_jittered_starts_follow_nutpie_layout_by_name(theoph):
+    """The cached nutpie template (model_from_fgraph) may order its free variables unlike
+    the built model; each start must land in the slot nutpie gives its name -- not the
+    slot of the built model's order (a warfarin PK/PD fit started tlag at CL's value and
+    failed to initialise before this was by name)."""
+    import dataclasses
+
+    from nlme_bayes.compiled import with_start_jitter
+    from nlme_bayes.starts import start_functions
+
+    @dataclasses.dataclass(frozen=True)
+    class Compiled:  # the two fields of nutpie's CompiledPyMCModel that are used
+        shape_info: tuple
+        initial_point_func: object
+        n_dim: int
+
+    built = build(theophylline_model(), theoph)
+    m = built.pm_model
+    point = m.initial_point()
+    names = [m.rvs_to_values[rv].name for rv in m.free_RVs][::-1]  # another order
+    sizes = [int(np.size(point[n])) for n in names]
+    stops = np.cumsum(sizes)
+    slices = [slice(int(b - n), int(b)) for b, n in zip(stops, sizes, strict=True)]
+    shapes = [np.shape(point[n]) for n in names]
+    fake = Compiled((names, slices, shapes), None, int(stops[-1]))
+    jittered = with_start_jitter(fake, built, built.initvals, 0.5)
+    expected = start_functions(m, built.initvals, nutpie_jitter(built), width=0.5).transformed(4)
+    flat = jittered.initial_point_func(4)
+    for name, where, shape in zip(names, slices, shapes, strict=True):
+        assert np.array_equal(flat[where].reshape(shape), expected[name]), name
+    with pytest.raises(RuntimeError, match="free variables"):
+        with_start_jitter(
+            Compiled((names[:-1], slices[:-1], shapes[:-1]), None, 1), built, built.initvals, 0.5
+        )
