@@ -522,7 +522,7 @@ def plot_trace(
     if "diverging" in stats:
         tree["sample_stats"] = xr.DataTree(stats[["diverging"]])
     if kind == "trace":
-        pc = az.plot_trace_dist(tree, backend="matplotlib")
+        pc = az.plot_trace_dist(tree, backend="matplotlib", figure_kwargs={"layout": "constrained"})
     else:
         ncols = min(4, len(labels))
         size = (3.6 * ncols, 3.0 * math.ceil(len(labels) / ncols))
