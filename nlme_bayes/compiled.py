@@ -385,8 +385,7 @@ def with_start_jitter(compiled: Any, built: Any, initvals: dict[str, Any], width
         shapes.append(tuple(shape))
         filled = int(where.stop)
     probe = starts.transformed(0)
-    missing = [n for n in names if n not in probe]
-    if missing or sorted(probe) != sorted(names):
+    if sorted(probe) != sorted(names):
         raise RuntimeError(
             "start_jitter: nutpie's model has the free variables "
             f"{', '.join(names)}; our start point {', '.join(sorted(probe))}"

@@ -52,7 +52,8 @@ class StartFunctions:
         ``seed -> {value-variable name: value}`` on the unconstrained scale.
     flat : callable
         ``seed -> 1-d array``: the unconstrained point concatenated in the order of
-        ``model.free_RVs``, as nutpie's ``initial_point_func`` returns it.
+        ``model.free_RVs``. A compiled nutpie model may order its variables otherwise: lay a
+        start out for nutpie by name (``nlme_bayes.compiled.with_start_jitter``).
     """
 
     natural: Callable[[int], dict[str, np.ndarray]]
