@@ -74,6 +74,9 @@ class OdeSchedule:
         the segment's last step (the event is applied after it).
     last_step : numpy.ndarray
         ``(n_subjects, n_events)`` the step after which each event position applies.
+    max_step : float
+        The largest step the grid was built with (the structure's ``max_step`` or the
+        default, 1/40 of the median subject's time span).
 
     Examples
     --------
@@ -104,6 +107,7 @@ class OdeSchedule:
     step_w1: np.ndarray
     step_apply: np.ndarray
     last_step: np.ndarray
+    max_step: float = float("nan")
 
     def structurally_positive(self, structure: Any) -> np.ndarray | None:
         """Which observations can have a prediction > 0: those after a dose (same period).
@@ -167,6 +171,7 @@ class OdeSchedule:
             step_w1=cols(self.step_w1),
             step_apply=cols(self.step_apply),
             last_step=rows(self.last_step),
+            max_step=self.max_step,
         )
 
     @property
@@ -415,5 +420,6 @@ def build_ode_schedule(
         step_w1=w1,
         step_apply=apply,
         last_step=last,
+        max_step=max_step,
     )
     return schedule, obs_tbl

@@ -687,3 +687,47 @@ def test_tiled_schedule_repeats_every_subject():
     one = model.predict({k: np.array(v) for k, v in p.items()}, schedule).eval()
     three = model.predict({k: np.array(v * 3) for k, v in p.items()}, schedule.tile(3)).eval()
     np.testing.assert_allclose(three, np.tile(one, 3), rtol=1e-12)
+
+
+def test_solver_error_finds_the_finite_garbage_of_an_unstable_explicit_step():
+    """ka * max_step = 5 is outside DOPRI5's stability region (~3.3): the solution stays
+    finite (predict does not flag it) yet is wrong by orders of magnitude -- what a sampler meets
+    in the tail of a log-normal ka.  solver_error reports it; RODAS4 on the same grid is
+    within 1 % of the peak; and the reference itself agrees with the closed form."""
+    data = nb.datasets.theophylline()
+    vals = {"CL": 0.04, "V": 0.5, "ka": 5.0}
+    explicit = ode_templates.load("one_cmt_oral_linear", method="dopri5", max_step=1.0)
+    schedule, obs = explicit.build_schedule(data)
+    pred = explicit.predict(vals, schedule)
+    assert bool(np.all(pred.tag.ode_ok.eval()))  # finite: nothing flags it at run time
+    err = explicit.solver_error(data, vals)
+    assert err.index.tolist() == [(0, "C")]
+    assert err["rel_error"].iloc[0] > 1.0
+    assert err["ID"].iloc[0] in set(obs["ID"])
+    stable = ode_templates.load("one_cmt_oral_linear", method="rodas4", max_step=1.0)
+    err_stable = stable.solver_error(data, vals)
+    assert err_stable["rel_error"].iloc[0] < 0.01
+    # the reported error is the true error: compare with the closed form directly
+    closed = OneCompartment(route="oral")
+    exact = closed.predict(vals, nb.events.build_schedule(data, closed)[0]).eval()
+    mine = stable.predict(vals, stable.build_schedule(data)[0]).eval()
+    np.testing.assert_allclose(
+        err_stable["max_abs_error"].iloc[0], np.abs(mine - exact).max(), rtol=0.05
+    )
+
+
+def test_solver_error_takes_parameter_sets_by_row_and_names_what_is_missing():
+    data = nb.datasets.theophylline()
+    model = ode_templates.load("one_cmt_oral_linear", method="dopri5", max_step=1.0)
+    sets = pd.DataFrame({"CL": [0.04, 0.04], "V": [0.5, 0.5], "ka": [1.5, 8.0]},
+                        index=["typical", "fast ka"])  # fmt: skip
+    err = model.solver_error(data, sets)
+    assert err.index.tolist() == [("typical", "C"), ("fast ka", "C")]
+    assert err.loc[("typical", "C"), "rel_error"] < 1e-3
+    assert err.loc[("fast ka", "C"), "rel_error"] > 1.0
+    with pytest.raises(SpecificationError, match="lacks ka"):
+        model.solver_error(data, {"CL": 0.04, "V": 0.5})
+    with pytest.raises(SpecificationError, match="mapping"):
+        model.solver_error(data, [0.04, 0.5, 1.5])
+    with pytest.raises(SpecificationError, match="refine"):
+        model.solver_error(data, sets, refine=0)
