@@ -1,12 +1,12 @@
 """Runs one notebook top to bottom in fast mode (``NLME_FAST=1``); shared by the notebook tests.
 
-The notebooks are split over two test files so that ``pytest -n 2 --dist loadfile`` runs
+The notebooks are split over three test files so that ``pytest -n 2 --dist loadfile`` runs
 them on both workers (about 19 CPU-minutes in one file before). :data:`GROUPS` says which file
 runs which notebook, balanced by their fast-mode times (2026-12-07, 2 cores: michaelis_menten_ode
 415 s, theophylline_workflow 200 s, growth_and_dose_response 120 s, model_comparison 105 s,
 mavoglurant_occasions 95 s, batch_walkthrough 91 s, pheno_vs_nonmem 54 s,
-phenobarbital_covariates 52 s, dose_individualization 21 s). A new notebook goes into the
-lighter group; ``test_every_notebook_is_run_once`` fails until it is placed.
+phenobarbital_covariates 52 s, dose_individualization 21 s; warfarin_pkpd, alone in group c,
+518 s). A new notebook goes into the lighter group; ``test_every_notebook_is_run_once`` fails until it is placed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ GROUPS = {
         "phenobarbital_covariates",
         "dose_individualization",
     ),
+    "c": ("warfarin_pkpd",),
 }
 
 
