@@ -55,8 +55,21 @@ OFFSETS_GROUP = "posterior_internal"
 REPRODUCIBLE_COMPILE = {"numba__fastmath": False}
 
 
-def choose_sampler(sampler: str) -> str:
+def _slow_for_numba(structure: Any) -> bool:
+    """An ODE model with a Rosenbrock scheme and three or more states (see choose_sampler)."""
+    method = getattr(structure, "method", None)
+    states = getattr(structure, "states", ())
+    return method in ("rodas3", "rodas4") and len(states) >= 3
+
+
+def choose_sampler(sampler: str, structure: Any = None, mass_matrix: str = "diag") -> str:
     """Resolve ``"auto"`` and check that the requested backend is installed.
+
+    ``"auto"`` is nutpie, except for ODE models integrated by a Rosenbrock scheme with three or
+    more states: Numba compiles their second-order gradient graph far more slowly than the C
+    backend (warfarin's 3-state turnover model, RODAS4 on a 2-h grid: C ~2 min, Numba not done
+    after 9 min), so ``"auto"`` gives PyMC's NUTS there -- unless ``mass_matrix="low_rank"``,
+    which only nutpie has.
 
     Examples
     --------
@@ -64,6 +77,11 @@ def choose_sampler(sampler: str) -> str:
     'nutpie'
     >>> choose_sampler("pymc")
     'pymc'
+    >>> from nlme_bayes.structural import ode_templates
+    >>> choose_sampler("auto", ode_templates.load("turnover_oral"))
+    'pymc'
+    >>> choose_sampler("auto", ode_templates.load("turnover_oral", method="dopri5"))
+    'nutpie'
     """
     if sampler not in SAMPLERS:
         raise SpecificationError(
@@ -73,7 +91,10 @@ def choose_sampler(sampler: str) -> str:
         # Measured on Theophylline (benchmarks/bench_samplers.py, figures in the README): nutpie
         # reaches the converged posterior first -- ~4x the ESS per second of sampling of PyMC's
         # NUTS, which outweighs its longer Numba compilation. Without nutpie: PyMC's NUTS.
-        return "nutpie" if importlib.util.find_spec("nutpie") is not None else "pymc"
+        has_nutpie = importlib.util.find_spec("nutpie") is not None
+        if has_nutpie and mass_matrix != "low_rank" and _slow_for_numba(structure):
+            return "pymc"
+        return "nutpie" if has_nutpie else "pymc"
     if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
         raise SpecificationError("sampler='nutpie' needs the nutpie package: pip install nutpie")
     if sampler == "numpyro" and (
@@ -142,7 +163,9 @@ def fit(
         Same seed, same data and same model give identical draws. ``None`` draws a seed,
         which is recorded in the results so the run can be repeated.
     sampler : {"auto", "pymc", "nutpie", "numpyro"}
-        NUTS backend; ``"auto"`` is the fastest measured on this project's benchmarks.
+        NUTS backend; ``"auto"`` is the fastest measured on this project's benchmarks: nutpie,
+        or PyMC's NUTS for ODE models with a Rosenbrock scheme and three or more states
+        (see :func:`choose_sampler`).
     target_accept : float
         NUTS target acceptance rate (raise towards 0.99 if there are divergences).
     max_treedepth : int
@@ -226,7 +249,7 @@ def fit(
     if not (isinstance(start_jitter, (int, float)) and 0 < start_jitter <= 2):
         raise SpecificationError(f"start_jitter must be in (0, 2], got {start_jitter!r}.")
     check_fit_arguments(data, cores=cores, max_treedepth=max_treedepth, mass_matrix=mass_matrix)
-    backend = choose_sampler(sampler)
+    backend = choose_sampler(sampler, model.structure, mass_matrix)
     seed = _seed(random_seed)
 
     t0 = time.perf_counter()

@@ -6,7 +6,8 @@ runs which notebook, balanced by their fast-mode times (2026-12-07, 2 cores: mic
 415 s, theophylline_workflow 200 s, growth_and_dose_response 120 s, model_comparison 105 s,
 mavoglurant_occasions 95 s, batch_walkthrough 91 s, pheno_vs_nonmem 54 s,
 phenobarbital_covariates 52 s, dose_individualization 21 s; warfarin_pkpd, alone in group c,
-518 s). A new notebook goes into the lighter group; ``test_every_notebook_is_run_once`` fails until it is placed.
+518 s). A new notebook goes into the lighter group; ``test_every_notebook_is_run_once`` fails
+until it is placed.
 """
 
 from __future__ import annotations

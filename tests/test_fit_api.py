@@ -313,3 +313,20 @@ def test_predictive_refuses_draws_that_lack_a_sampled_variable(small_theoph_fit)
     old = nb.Fit(model=fit.model, data=fit.data, results=tree, built=fit.built)
     with pytest.raises(nb.SamplingError, match=r"lack .*z_eta_CL_V_ka.*Refit"):
         old.sample_posterior_predictive(random_seed=1)
+
+
+def test_auto_sampler_gives_pymc_for_rosenbrock_odes_with_three_or_more_states():
+    """Numba compiles a 3-state RODAS4 gradient far more slowly than C (warfarin: not done in
+    9 min against ~2 min), so "auto" picks PyMC's NUTS there; explicit schemes, two-state
+    systems and closed forms stay on nutpie, and so does mass_matrix="low_rank" (nutpie's)."""
+    from nlme_bayes.inference import choose_sampler
+    from nlme_bayes.structural import ode_templates
+
+    load = ode_templates.load
+    assert choose_sampler("auto", load("turnover_oral")) == "pymc"
+    assert choose_sampler("auto", load("tmdd_qss_iv", method="rodas3")) == "pymc"
+    assert choose_sampler("auto", load("turnover_oral", method="dopri5")) == "nutpie"
+    assert choose_sampler("auto", load("mm_oral")) == "nutpie"
+    assert choose_sampler("auto", theophylline_model().structure) == "nutpie"
+    assert choose_sampler("auto", load("turnover_oral"), mass_matrix="low_rank") == "nutpie"
+    assert choose_sampler("nutpie", load("turnover_oral")) == "nutpie"  # asked for: given
