@@ -731,3 +731,34 @@ def test_solver_error_takes_parameter_sets_by_row_and_names_what_is_missing():
         model.solver_error(data, [0.04, 0.5, 1.5])
     with pytest.raises(SpecificationError, match="refine"):
         model.solver_error(data, sets, refine=0)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "C"])
+def test_events_at_the_same_time_keep_their_record_order_with_a_lag_time(mode):
+    """With a lag time the events are re-sorted at run time. An observation recorded before an
+    IV bolus at the same time sees the pre-dose state, the one recorded after it the
+    post-dose state (NONMEM's rule), on every backend. Numba's argsort has no stable kind
+    and its quicksort swapped such pairs once a subject had more than ~16 events: the
+    pre-dose observation got the post-dose value (nutpie and the Numba-compiled helpers)."""
+    from pytensor.compile.mode import Mode
+
+    rows = []
+    for k in range(12):
+        t = 12.0 * k
+        rows += [
+            dict(ID=1, TIME=t, AMT=100.0, DV=0.0, EVID=1, CMT=1),  # oral, lagged
+            dict(ID=1, TIME=t + 6, AMT=0.0, DV=1.0, EVID=0, CMT=2),  # before the bolus
+            dict(ID=1, TIME=t + 6, AMT=50.0, DV=0.0, EVID=1, CMT=2),  # IV bolus, not lagged
+            dict(ID=1, TIME=t + 6, AMT=0.0, DV=1.0, EVID=0, CMT=2),  # after it
+        ]
+    model = ode_templates.load("one_cmt_oral_linear", lag=True, max_step=2.0)
+    schedule, _ = model.build_schedule(nb.read_nonmem(pd.DataFrame(rows)))
+    ins = {k: pt.dvector(k) for k in model.parameters}
+    fn = pytensor.function(
+        list(ins.values()),
+        model.predict(ins, schedule),
+        mode="NUMBA" if mode == "NUMBA" else Mode(linker="cvm"),
+    )
+    pred = fn(*[np.array([v]) for v in (2.0, 20.0, 1.0, 0.5)])  # CL, V, ka, tlag
+    jumps = pred[1::2] - pred[0::2]
+    np.testing.assert_allclose(jumps, 50.0 / 20.0, rtol=1e-9)

@@ -101,6 +101,19 @@ def _resolve_ref(ref: str | None) -> Fn | None:
     return obj
 
 
+def _stable_argsort(key: Any, n_ev: int) -> Any:
+    """Row-wise stable argsort of ``key`` (n_subjects, n_events), on every backend.
+
+    Events at the same time must keep their record order (an observation recorded before a
+    dose at the same time sees the pre-dose state), but Numba's ``argsort`` has no stable
+    kind: it falls back to quicksort, which swapped such pairs (nutpie and every
+    Numba-compiled helper). Each event's rank -- how many keys are smaller, then its
+    position -- is a unique integer, so any sort of it is the stable order.
+    """
+    smaller = pt.sum(pt.lt(key[:, None, :], key[:, :, None]), axis=2)
+    return pt.argsort(smaller * n_ev + np.arange(n_ev), axis=1)
+
+
 @dataclass(frozen=True, eq=False)
 class ODEModel:
     r"""A structural model given by an ODE system.
@@ -535,7 +548,7 @@ class ODEModel:
         if dynamic:
             span = float(np.ptp(sc.time)) + 1.0
             key = pt.as_tensor_variable(time) + sc.period * (1e3 * span)
-            perm = pt.argsort(key, axis=1, kind="stable")
+            perm = _stable_argsort(key, n_ev)
             ts = pt.as_tensor_variable(time)[rows2, perm]
             kind_sorted = pt.as_tensor_variable(sc.kind)[rows2, perm]
             period_sorted = pt.as_tensor_variable(sc.period)[rows2, perm]
