@@ -57,19 +57,22 @@ REPRODUCIBLE_COMPILE = {"numba__fastmath": False}
 
 def _slow_for_numba(structure: Any) -> bool:
     """An ODE model with a Rosenbrock scheme and three or more states (see choose_sampler)."""
-    method = getattr(structure, "method", None)
-    states = getattr(structure, "states", ())
-    return method in ("rodas3", "rodas4") and len(states) >= 3
+    from .structural.rosenbrock import METHODS, Tableau
+
+    scheme = METHODS.get(getattr(structure, "method", None))
+    return isinstance(scheme, Tableau) and len(getattr(structure, "states", ())) >= 3
 
 
-def choose_sampler(sampler: str, structure: Any = None, mass_matrix: str = "diag") -> str:
+def choose_sampler(
+    sampler: str, structure: Any = None, mass_matrix: str = "diag", reuse: Any = None
+) -> str:
     """Resolve ``"auto"`` and check that the requested backend is installed.
 
     ``"auto"`` is nutpie, except for ODE models integrated by a Rosenbrock scheme with three or
     more states: Numba compiles their second-order gradient graph far more slowly than the C
     backend (warfarin's 3-state turnover model, RODAS4 on a 2-h grid: C ~2 min, Numba not done
-    after 9 min), so ``"auto"`` gives PyMC's NUTS there -- unless ``mass_matrix="low_rank"``,
-    which only nutpie has.
+    after 9 min), so ``"auto"`` gives PyMC's NUTS there -- unless ``mass_matrix="low_rank"``
+    or ``reuse=`` (a compile cache) is asked for, which only nutpie has.
 
     Examples
     --------
@@ -92,7 +95,8 @@ def choose_sampler(sampler: str, structure: Any = None, mass_matrix: str = "diag
         # reaches the converged posterior first -- ~4x the ESS per second of sampling of PyMC's
         # NUTS, which outweighs its longer Numba compilation. Without nutpie: PyMC's NUTS.
         has_nutpie = importlib.util.find_spec("nutpie") is not None
-        if has_nutpie and mass_matrix != "low_rank" and _slow_for_numba(structure):
+        nutpie_only = mass_matrix == "low_rank" or reuse is not None
+        if has_nutpie and not nutpie_only and _slow_for_numba(structure):
             return "pymc"
         return "nutpie" if has_nutpie else "pymc"
     if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
@@ -249,7 +253,7 @@ def fit(
     if not (isinstance(start_jitter, (int, float)) and 0 < start_jitter <= 2):
         raise SpecificationError(f"start_jitter must be in (0, 2], got {start_jitter!r}.")
     check_fit_arguments(data, cores=cores, max_treedepth=max_treedepth, mass_matrix=mass_matrix)
-    backend = choose_sampler(sampler, model.structure, mass_matrix)
+    backend = choose_sampler(sampler, model.structure, mass_matrix, reuse)
     seed = _seed(random_seed)
 
     t0 = time.perf_counter()

@@ -318,7 +318,8 @@ def test_predictive_refuses_draws_that_lack_a_sampled_variable(small_theoph_fit)
 def test_auto_sampler_gives_pymc_for_rosenbrock_odes_with_three_or_more_states():
     """Numba compiles a 3-state RODAS4 gradient far more slowly than C (warfarin: not done in
     9 min against ~2 min), so "auto" picks PyMC's NUTS there; explicit schemes, two-state
-    systems and closed forms stay on nutpie, and so does mass_matrix="low_rank" (nutpie's)."""
+    systems and closed forms stay on nutpie, and so do mass_matrix="low_rank" and reuse=
+    (nutpie's alone)."""
     from nlme_bayes.inference import choose_sampler
     from nlme_bayes.structural import ode_templates
 
@@ -329,4 +330,5 @@ def test_auto_sampler_gives_pymc_for_rosenbrock_odes_with_three_or_more_states()
     assert choose_sampler("auto", load("mm_oral")) == "nutpie"
     assert choose_sampler("auto", theophylline_model().structure) == "nutpie"
     assert choose_sampler("auto", load("turnover_oral"), mass_matrix="low_rank") == "nutpie"
+    assert choose_sampler("auto", load("turnover_oral"), reuse=object()) == "nutpie"
     assert choose_sampler("nutpie", load("turnover_oral")) == "nutpie"  # asked for: given

@@ -731,6 +731,10 @@ def test_solver_error_takes_parameter_sets_by_row_and_names_what_is_missing():
         model.solver_error(data, [0.04, 0.5, 1.5])
     with pytest.raises(SpecificationError, match="refine"):
         model.solver_error(data, sets, refine=0)
+    # V = 0 makes the system itself undefined (CL/V): the reference cannot be computed
+    with pytest.raises(SpecificationError, match="set 'bad'.*implausible"):
+        model.solver_error(data, pd.DataFrame({"CL": [0.04], "V": [0.0], "ka": [1.5]},
+                                              index=["bad"]))  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", ["NUMBA", "C"])
