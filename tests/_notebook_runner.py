@@ -1,13 +1,9 @@
 """Runs one notebook top to bottom in fast mode (``NLME_FAST=1``); shared by the notebook tests.
 
-The notebooks are split over three test files so that ``pytest -n 2 --dist loadfile`` runs
-them on both workers (about 19 CPU-minutes in one file before). :data:`GROUPS` says which file
-runs which notebook, balanced by their fast-mode times (2026-12-07, 2 cores: michaelis_menten_ode
-415 s, theophylline_workflow 200 s, growth_and_dose_response 120 s, model_comparison 105 s,
-mavoglurant_occasions 95 s, batch_walkthrough 91 s, pheno_vs_nonmem 54 s,
-phenobarbital_covariates 52 s, dose_individualization 21 s; warfarin_pkpd, alone in group c,
-518 s). A new notebook goes into the lighter group; ``test_every_notebook_is_run_once`` fails
-until it is placed.
+The notebooks are split over three test files by :data:`GROUPS`; ``tests/conftest.py`` makes
+each notebook its own unit of work for ``pytest -n 2 --dist loadfile`` and hands them out
+longest first by :data:`NOTEBOOK_SECONDS`. A new notebook goes into any group (and into
+NOTEBOOK_SECONDS once timed); ``test_every_notebook_is_run_once`` fails until it is placed.
 """
 
 from __future__ import annotations
@@ -17,6 +13,21 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+#: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
+#: (2026-12-07); tests/conftest.py schedules the longest first.
+NOTEBOOK_SECONDS = {
+    "warfarin_pkpd": 500,
+    "michaelis_menten_ode": 250,
+    "theophylline_workflow": 170,
+    "batch_walkthrough": 70,
+    "growth_and_dose_response": 70,
+    "model_comparison": 55,
+    "pheno_vs_nonmem": 55,
+    "mavoglurant_occasions": 50,
+    "phenobarbital_covariates": 35,
+    "dose_individualization": 20,
+}
 
 GROUPS = {
     "a": ("michaelis_menten_ode", "model_comparison", "pheno_vs_nonmem"),

@@ -38,3 +38,76 @@ def small_theoph_fit(theoph):
         posterior_predictive=True,
         prior_predictive=True,
     )
+
+
+# ------------------------------------------------------------------ spreading work over workers
+#: Seconds the heaviest test files take on a 2-core machine (2026-12-07, warm compile caches).
+#: The notebook tests are timed one by one (tests/_notebook_runner.py: NOTEBOOK_SECONDS).
+FILE_SECONDS = {
+    "test_recovery_templates.py": 450,
+    "test_comparison.py": 280,
+    "test_sbc.py": 215,
+    "test_docstrings.py": 175,
+    "test_batch.py": 160,
+    "test_fit_api.py": 120,
+    "test_reference_pheno.py": 120,
+    "test_ode.py": 100,
+    "test_sampling_safety.py": 80,
+    "test_recovery_two_compartment.py": 80,
+    "test_iov.py": 60,
+}
+
+
+def _notebook(nodeid: str) -> str | None:
+    """The notebook a ``test_notebook_runs[...]`` test runs, else None."""
+    head, _, param = nodeid.partition("::test_notebook_runs[")
+    return param.rstrip("]") if param and head.startswith("tests/test_notebooks") else None
+
+
+def _cost(item) -> float:
+    from _notebook_runner import NOTEBOOK_SECONDS
+
+    name = _notebook(item.nodeid)
+    if name is not None:
+        return NOTEBOOK_SECONDS.get(name, 60)
+    return FILE_SECONDS.get(item.path.name, 0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first (see :func:`pytest_xdist_make_scheduler`); a stable sort, so the order of
+    the tests within a file, and of the files not listed, is kept."""
+    items.sort(key=lambda item: -_cost(item))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with longest-processing-time-first scheduling (``.ci/run``).
+
+    Each test file is one unit of work (its module fixtures -- its fits -- are made once), except
+    the notebook tests, each its own unit. Units are handed out in collection order, which
+    :func:`pytest_collection_modifyitems` sorts longest first, and a worker takes its next unit
+    only when one test of its current units is left. xdist's own loadfile sorts files by their
+    number of tests and tops a worker up whenever it has two tests or fewer pending: the
+    one-test notebook files (up to 8 minutes each) then piled up, last, on one worker while the
+    other sat idle (CI: 28.6 minutes for ~25 minutes of balanced work).
+    """
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LongestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if _notebook(nodeid) else nodeid.split("::", 1)[0]
+
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # a worker keeps its last pending test until it is sent more (or shut down)
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    config.option.loadscopereorder = False  # keep the collection order: longest first
+    return LongestFirst(config, log)
