@@ -17,15 +17,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
 #: (2026-12-07); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
-    "warfarin_pkpd": 500,
-    "michaelis_menten_ode": 250,
-    "theophylline_workflow": 170,
-    "batch_walkthrough": 70,
-    "growth_and_dose_response": 70,
-    "model_comparison": 55,
-    "pheno_vs_nonmem": 55,
-    "mavoglurant_occasions": 50,
-    "phenobarbital_covariates": 35,
+    "warfarin_pkpd": 390,
+    "michaelis_menten_ode": 165,
+    "theophylline_workflow": 140,
+    "growth_and_dose_response": 75,
+    "batch_walkthrough": 65,
+    "model_comparison": 60,
+    "pheno_vs_nonmem": 45,
+    "mavoglurant_occasions": 40,
+    "phenobarbital_covariates": 30,
     "dose_individualization": 20,
 }
 
