@@ -55,6 +55,64 @@ OFFSETS_GROUP = "posterior_internal"
 REPRODUCIBLE_COMPILE = {"numba__fastmath": False}
 
 
+def pymc_nuts(
+    pm_model: pm.Model,
+    starts: list[dict[str, np.ndarray]],
+    *,
+    dense: bool,
+    seed: int,
+    target_accept: float,
+    max_treedepth: int,
+) -> Any:
+    """PyMC's NUTS step with the mass-matrix adaptation of ``init="adapt_diag"`` (or
+    ``"adapt_full"``), started at the mean of the chains' ``starts``, as ``pm.sample`` would
+    build it.
+
+    Built here because ``pm.sample``, given no step, first checks that each free variable has
+    a gradient by taking the symbolic gradient of the log density with respect to every one
+    of them, then throws those graphs away: for an ODE model each is a gradient through the
+    solver's scan -- 105 s of the 366 s warfarin's RODAS4 turnover model took to compile
+    (6 subjects, profiled 2026-12-07). With the step given, only the sampler's own log density
+    and gradient are compiled.
+
+    Examples
+    --------
+    >>> import nlme_bayes as nb
+    >>> from nlme_bayes.builder import build
+    >>> from nlme_bayes.examples import theophylline_model
+    >>> built = build(theophylline_model(), nb.datasets.theophylline())
+    >>> step = pymc_nuts(built.pm_model, [{}], dense=False, seed=1, target_accept=0.8,
+    ...                  max_treedepth=10)
+    >>> type(step).__name__, step.max_treedepth, type(step.potential).__name__
+    ('NUTS', 10, 'QuadPotentialDiagAdapt')
+    """
+    from pymc.blocking import DictToArrayBijection
+    from pymc.initial_point import make_initial_point_fn
+    from pymc.step_methods.hmc import quadpotential
+
+    points = [
+        DictToArrayBijection.map(
+            make_initial_point_fn(model=pm_model, overrides=s, return_transformed=True)(0)
+        ).data
+        for s in starts
+    ]
+    mean = np.mean(points, axis=0)
+    n = len(mean)
+    rng = np.random.default_rng(seed)
+    if dense:
+        potential = quadpotential.QuadPotentialFullAdapt(n, mean, np.eye(n), 10, rng=rng)
+    else:
+        potential = quadpotential.QuadPotentialDiagAdapt(n, mean, np.ones(n), 10, rng=rng)
+    return pm.NUTS(
+        vars=pm_model.value_vars,
+        model=pm_model,
+        potential=potential,
+        target_accept=target_accept,
+        max_treedepth=max_treedepth,
+        rng=rng,
+    )
+
+
 def _slow_for_numba(structure: Any) -> bool:
     """An ODE model with a Rosenbrock scheme and three or more states (see choose_sampler)."""
     from .structural.rosenbrock import METHODS, Tableau
@@ -289,10 +347,14 @@ def fit(
             raise SpecificationError(
                 "mass_matrix='low_rank' needs sampler='nutpie'; PyMC's NUTS offers 'dense'."
             )
-        kwargs["nuts"] = {"target_accept": target_accept, "max_treedepth": max_treedepth}
         # our own per-chain starts (population level jittered); PyMC adds no jitter on top
         kwargs["initvals"] = chain_starts
-        kwargs["init"] = "adapt_full" if mass_matrix == "dense" else "adapt_diag"
+        nuts_step = {
+            "dense": mass_matrix == "dense",
+            "seed": seed,
+            "target_accept": target_accept,
+            "max_treedepth": max_treedepth,
+        }
     elif backend == "nutpie":
         if mass_matrix == "dense":
             raise SpecificationError(
@@ -336,6 +398,8 @@ def fit(
                 tree, cache_status = cache.sample(built, model, data, kwargs)
                 cache_status = cache_status if reuse is not None else "off"
             else:
+                if backend == "pymc":
+                    kwargs["step"] = pymc_nuts(pm_model, chain_starts, **nuts_step)
                 # a start with a non-finite density: re-drawn (finite_starts), tried again
                 tree = sample_with_fresh_starts(pm.sample, kwargs, built, start, seeds)
                 cache_status = "off"

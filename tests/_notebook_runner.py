@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
 #: (2026-12-07); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
-    "warfarin_pkpd": 390,
+    "warfarin_pkpd": 320,
     "michaelis_menten_ode": 165,
     "theophylline_workflow": 140,
     "growth_and_dose_response": 75,
