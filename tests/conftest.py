@@ -82,6 +82,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -_cost(item))
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist still runs
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` with longest-processing-time-first scheduling (``.ci/run``).
 
