@@ -332,3 +332,27 @@ def test_auto_sampler_gives_pymc_for_rosenbrock_odes_with_three_or_more_states()
     assert choose_sampler("auto", load("turnover_oral"), mass_matrix="low_rank") == "nutpie"
     assert choose_sampler("auto", load("turnover_oral"), reuse=object()) == "nutpie"
     assert choose_sampler("nutpie", load("turnover_oral")) == "nutpie"  # asked for: given
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_pymc_nuts_adapts_from_the_mean_of_the_chain_starts(theoph, dense):
+    """The step given to pm.sample in place of its own init: adaptive diagonal (or full)
+    mass matrix started at the mean of the chains' starts on the unconstrained scale, with the
+    fit's target_accept and max_treedepth."""
+    from pymc.blocking import DictToArrayBijection
+    from pymc.step_methods.hmc import quadpotential
+
+    from nlme_bayes.builder import build
+    from nlme_bayes.inference import pymc_nuts
+
+    m = build(theophylline_model(), theoph).pm_model
+    starts = [{"CL_pop": 0.02}, {"CL_pop": 0.08}]
+    step = pymc_nuts(m, starts, dense=dense, seed=3, target_accept=0.93, max_treedepth=7)
+    kind = quadpotential.QuadPotentialFullAdapt if dense else quadpotential.QuadPotentialDiagAdapt
+    assert isinstance(step.potential, kind)
+    assert step.target_accept == 0.93 and step.max_treedepth == 7
+    ip = m.initial_point()
+    points = [DictToArrayBijection.map({**ip, "CL_pop_log__": np.log(v["CL_pop"])}).data
+              for v in starts]  # fmt: skip
+    np.testing.assert_allclose(step.potential._initial_mean, np.mean(points, axis=0))
+    assert np.isclose(step.potential._initial_mean, np.log(0.04)).sum() == 1  # log sqrt(.02*.08)
