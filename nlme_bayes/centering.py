@@ -120,6 +120,16 @@ class CenteringChoice:
         The rule's threshold on the median ``rho``.
     pilot : Pilot or None
         The data's estimates the ratios were taken at (:func:`empirical_bayes_pilot`).
+
+    Examples
+    --------
+    Made by :func:`choose_centering`; by hand, for three subjects:
+
+    >>> import numpy as np
+    >>> ratio = {"CL": np.array([2.0, 4.0, 9.0]), "V": np.array([0.2, 0.5, 3.0])}
+    >>> choice = CenteringChoice({"CL": True, "V": False}, ratio)
+    >>> choice
+    CenteringChoice(centered={'CL': True, 'V': False}, threshold=1.0, guarded=frozenset())
     """
 
     centered: dict[str, bool]
@@ -129,11 +139,31 @@ class CenteringChoice:
     guarded: frozenset[str] = frozenset()
 
     def median_ratio(self, name: str) -> float:
-        """Median over subjects of ``name``'s information ratio."""
+        """Median over subjects of ``name``'s information ratio.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ratio = {"CL": np.array([2.0, 4.0, 9.0]), "V": np.array([0.2, 0.5, 3.0])}
+        >>> choice = CenteringChoice({"CL": True, "V": False}, ratio)
+        >>> choice.median_ratio("CL"), choice.median_ratio("V")
+        (4.0, 0.5)
+        """
         return float(np.median(self.ratio[name]))
 
     def apply(self, model: Any) -> Any:
-        """``model`` with each ``"auto"`` replaced by the choice."""
+        """``model`` with each ``"auto"`` replaced by the choice.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nlme_bayes import templates
+        >>> model = templates.get("one_cmt_iv_bolus").model(centered="auto")
+        >>> ratio = {"CL": np.array([2.0, 4.0, 9.0]), "V": np.array([0.2, 0.5, 3.0])}
+        >>> choice = CenteringChoice({"CL": True, "V": False}, ratio)
+        >>> [(p.name, p.centered) for p in choice.apply(model).parameters]
+        [('CL', True), ('V', False)]
+        """
         params = tuple(
             dataclasses.replace(p, centered=self.centered[p.name])
             if p.centered == AUTO and p.name in self.centered
@@ -143,7 +173,19 @@ class CenteringChoice:
         return model.replace(parameters=params)
 
     def to_json(self) -> str:
-        """Decision and median ratio per parameter (how a fit's attributes keep it)."""
+        """Decision and median ratio per parameter (how a fit's attributes keep it).
+
+        With a :class:`Pilot`, also the omega and residual scale the ratios were taken at.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ratio = {"CL": np.array([2.0, 4.0, 9.0]), "V": np.array([0.2, 0.5, 3.0])}
+        >>> choice = CenteringChoice({"CL": True, "V": False}, ratio)
+        >>> print(choice.to_json())
+        {"CL": {"centered": true, "median_ratio": 4.0},
+         "V": {"centered": false, "median_ratio": 0.5}}
+        """
         out: dict[str, Any] = {
             n: {"centered": c, "median_ratio": self.median_ratio(n)}
             for n, c in self.centered.items()
@@ -155,7 +197,18 @@ class CenteringChoice:
         return json.dumps(out)
 
     def describe(self) -> str:
-        """One line per parameter: the choice and its median information ratio."""
+        """One line per parameter: the choice and its median information ratio.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ratio = {"CL": np.array([2.0, 4.0, 9.0]), "V": np.array([0.2, 0.5, 3.0])}
+        >>> choice = CenteringChoice({"CL": True, "V": False}, ratio)
+        >>> print(choice.describe())
+        Random-effect parameterisation chosen from the data (centered="auto"):
+          CL  centred      median information ratio rho = 4 (subjects: 2 - 9)
+          V   non-centred  median information ratio rho = 0.5 (subjects: 0.2 - 3)
+        """
         lines = ['Random-effect parameterisation chosen from the data (centered="auto"):']
         width = max(map(len, self.centered), default=0)
         for n, c in self.centered.items():
@@ -191,6 +244,23 @@ def information_ratio(model: Any, data: Any, *, at: str = "data") -> dict[str, n
     :func:`empirical_bayes_pilot`, each omega taken at its lower 5 % bound. ``at="start"``: at
     the sampler's start (every omega 0.3, residual SDs at the priors' central values).
     ``model`` is built non-centred (whatever its ``centered=`` says) to find the derivatives.
+
+    Examples
+    --------
+    Twelve subjects sampled alike: at the start every subject has the same ratio; at the
+    data's estimates (a residual error of a fifth of the prior's centre) the data dominate
+    the prior for both CL and V:
+
+    >>> import numpy as np
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("one_cmt_iv_bolus")
+    >>> model, data = t.model(), t.example_data(n_subjects=12, random_seed=1)
+    >>> start = information_ratio(model, data, at="start")
+    >>> {n: np.unique(r.round(2)).tolist() for n, r in start.items()}
+    {'CL': [3.03], 'V': [2.11]}
+    >>> ratio = information_ratio(model, data)
+    >>> {n: bool(np.median(r) > THRESHOLD) for n, r in ratio.items()}
+    {'CL': True, 'V': True}
     """
     if at not in ("data", "start"):
         raise ValueError(f"at={at!r}: choose 'data' or 'start'")
@@ -224,6 +294,17 @@ class Pilot:
         scale.
     iterations : int
         Iterations run.
+
+    Examples
+    --------
+    Made by :func:`empirical_bayes_pilot` (see there); the fields are plain values:
+
+    >>> import numpy as np
+    >>> pilot = Pilot(omega={"CL": 0.17}, omega_low={"CL": 0.12}, residual_scale=0.19,
+    ...               ratio={"CL": np.array([8.8, 13.7, 30.7])}, iterations=8)
+    >>> pilot
+    Pilot(omega={'CL': 0.17}, omega_low={'CL': 0.12}, residual_scale=0.19, iterations=8,
+          residual_scales=())
     """
 
     omega: dict[str, float]
@@ -447,7 +528,14 @@ def choose_centering(model: Any, data: Any, threshold: float = THRESHOLD) -> Cen
 
     Examples
     --------
-    See the module's docstring.
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("one_cmt_iv_bolus")
+    >>> model = t.model(centered="auto")
+    >>> data = t.example_data(n_subjects=12, random_seed=1)
+    >>> choose_centering(model, data).centered
+    {'CL': True, 'V': True}
+    >>> choose_centering(model, data, threshold=10.0).centered  # V's median ratio is about 5
+    {'CL': True, 'V': False}
     """
     blocks = _auto_blocks(model)
     if not blocks:
@@ -464,7 +552,20 @@ def choose_centering(model: Any, data: Any, threshold: float = THRESHOLD) -> Cen
 
 
 def resolve_centering(model: Any, data: Any) -> tuple[Any, CenteringChoice | None]:
-    """``model`` with its ``"auto"`` random effects decided, and the choice (None if none)."""
+    """``model`` with its ``"auto"`` random effects decided, and the choice (None if none).
+
+    Examples
+    --------
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("one_cmt_iv_bolus")
+    >>> data = t.example_data(n_subjects=12, random_seed=1)
+    >>> model, choice = resolve_centering(t.model(centered="auto"), data)
+    >>> [(p.name, p.centered) for p in model.parameters], choice.centered
+    ([('CL', True), ('V', True)], {'CL': True, 'V': True})
+    >>> fixed = t.model(centered=False)
+    >>> resolve_centering(fixed, data) == (fixed, None)  # nothing to decide
+    True
+    """
     if not _auto_blocks(model):
         return model, None
     choice = choose_centering(model, data)

@@ -139,7 +139,16 @@ class NLMELOO(ELPDDataLOO):
 
     @property
     def high_k(self) -> tuple:
-        """Labels (subject IDs, or (ID, TIME) of observations) with k > ``k_threshold``."""
+        """Labels (subject IDs, or (ID, TIME) of observations) with k > ``k_threshold``.
+
+        Examples
+        --------
+        >>> res = loo(fit)  # by observation  # doctest: +SKIP
+        >>> res.high_k  # (ID, TIME) of each observation with Pareto k > 0.7  # doctest: +SKIP
+        (...)
+        >>> all(len(label) == 2 for label in res.high_k)  # doctest: +SKIP
+        True
+        """
         if self.pareto_k is None:
             return ()
         bad = np.asarray(self.pareto_k.values) > self.k_threshold

@@ -274,17 +274,42 @@ class NonmemDataset:
 
     @property
     def subject_ids(self) -> tuple[object, ...]:
-        """Subject IDs in order of first appearance."""
+        """Subject IDs in order of first appearance.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> ds = read_nonmem(pd.DataFrame({"ID": [7, 7, 3, 3], "TIME": [0.0, 1.0, 0.0, 1.0],
+        ...                                "DV": [0.0, 2.1, 0.0, 1.7]}))
+        >>> ds.subject_ids
+        (7, 3)
+        """
         return tuple(pd.unique(self.records["ID"]).tolist())
 
     @property
     def n_subjects(self) -> int:
-        """Number of subjects."""
+        """Number of subjects.
+
+        Examples
+        --------
+        >>> from nlme_bayes import datasets
+        >>> datasets.theophylline().n_subjects
+        12
+        """
         return int(self.records["ID"].nunique())
 
     @property
     def n_observations(self) -> int:
-        """Number of observation records (``EVID == 0`` and ``MDV == 0``)."""
+        """Number of observation records (``EVID == 0`` and ``MDV == 0``).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> ds = read_nonmem(pd.DataFrame({"ID": [1, 1, 1], "TIME": [0.0, 1.0, 2.0],
+        ...     "AMT": [100.0, 0.0, 0.0], "DV": [0.0, 2.5, 1.8], "MDV": [1, 0, 0]}))
+        >>> ds.n_observations  # the dose record is not an observation
+        2
+        """
         return int(self._observed().sum())
 
     def _observed(self) -> pd.Series:

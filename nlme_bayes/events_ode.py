@@ -145,6 +145,18 @@ class OdeSchedule:
 
         Used by the marginal likelihood and forecasting, which evaluate many copies of a
         subject at once.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.structural import ode_templates
+        >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(),
+        ...                                    ode_templates.load("one_cmt_oral_linear"))
+        >>> copies = schedule.tile(3)
+        >>> copies.n_subjects, copies.n_obs, copies.n_events
+        (36, 396, 12)
+        >>> int(copies.obs_subject[schedule.n_obs])  # copy 1 starts at subject 12
+        12
         """
         reps = np.arange(t)
         n, n_obs = self.n_subjects, self.n_obs
@@ -176,10 +188,32 @@ class OdeSchedule:
 
     @property
     def n_events(self) -> int:
+        """Number of event positions per subject (columns of the event arrays).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.structural import ode_templates
+        >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(),
+        ...                                    ode_templates.load("one_cmt_oral_linear"))
+        >>> schedule.n_events, schedule.kind.shape
+        (12, (12, 12))
+        """
         return int(self.kind.shape[1])
 
     @property
     def n_steps(self) -> int:
+        """Number of integration steps of the common grid (rows of the step arrays).
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> from nlme_bayes.structural import ode_templates
+        >>> schedule, obs = build_ode_schedule(nb.datasets.theophylline(),
+        ...                                    ode_templates.load("one_cmt_oral_linear"))
+        >>> schedule.n_steps, schedule.step_pos.shape
+        (51, (51, 12))
+        """
         return int(self.step_pos.shape[0])
 
 

@@ -89,7 +89,15 @@ class DosePairs:
 
     @property
     def n_pairs(self) -> int:
-        """Number of (observation, dose) pairs."""
+        """Number of (observation, dose) pairs.
+
+        Examples
+        --------
+        >>> pairs = DosePairs(obs=[0, 1, 1], subject=[0, 0, 0], dt=[1.0, 2.0, 14.0],
+        ...                   amt=[100.0, 100.0, 50.0], duration=[0.0, 0.0, 0.0])
+        >>> pairs.n_pairs  # observation 1 follows two doses
+        3
+        """
         return int(self.obs.shape[0])
 
     @classmethod

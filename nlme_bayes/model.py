@@ -207,11 +207,32 @@ class Model:
     # ------------------------------------------------------------------ accessors
     @property
     def parameter_names(self) -> tuple[str, ...]:
+        """Names of the structural parameters, in the structural model's order.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> model = nb.Model(structure=nb.OneCompartment(route="oral"),
+        ...                  parameters=[nb.Parameter("ka", 1.5), nb.Parameter("CL", 0.04),
+        ...                              nb.Parameter("V", 0.5)])
+        >>> model.parameter_names  # given ka, CL, V: kept as the structure lists them
+        ('CL', 'V', 'ka')
+        """
         return tuple(p.name for p in self.parameters)
 
     @property
     def iiv_names(self) -> tuple[str, ...]:
-        """Parameters that carry a random effect, in model order."""
+        """Parameters that carry a random effect, in model order.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> model = nb.Model(structure=nb.OneCompartment(route="oral"),
+        ...                  parameters=[nb.Parameter("CL", 0.04), nb.Parameter("V", 0.5),
+        ...                              nb.Parameter("ka", 1.5, iiv=None)])
+        >>> model.iiv_names
+        ('CL', 'V')
+        """
         return tuple(p.name for p in self.parameters if p.iiv is not None)
 
     def parameter(self, name: str) -> Parameter:
@@ -232,11 +253,31 @@ class Model:
 
     @property
     def iov_names(self) -> tuple[str, ...]:
-        """Parameters with inter-occasion variability, in model order."""
+        """Parameters with inter-occasion variability, in model order.
+
+        Examples
+        --------
+        >>> import nlme_bayes as nb
+        >>> model = nb.Model(structure=nb.OneCompartment(route="iv"), occasions=nb.Occasions(),
+        ...                  parameters=[nb.Parameter("CL", 1.0, iov=True),
+        ...                              nb.Parameter("V", 10.0)])
+        >>> model.iov_names, model.iiv_names
+        (('CL',), ('CL', 'V'))
+        """
         return tuple(p.name for p in self.parameters if p.iov)
 
     @property
     def covariate_names(self) -> tuple[str, ...]:
+        """Covariates the parameters use, each once, in order of first use.
+
+        Examples
+        --------
+        >>> from nlme_bayes.examples import pheno_model, theophylline_model
+        >>> pheno_model().covariate_names
+        ('WT', 'APGAR_LT5')
+        >>> theophylline_model().covariate_names
+        ()
+        """
         seen: list[str] = []
         for p in self.parameters:
             for c in p.covariates:

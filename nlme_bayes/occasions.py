@@ -86,6 +86,17 @@ class OccasionDesign:
 
     @property
     def n_units(self) -> int:
+        """Number of units (subject, occasion).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> design = OccasionDesign(unit_subject=np.array([0, 0, 1]), unit_occasion=(1, 2, 1),
+        ...                         labels=("1/1", "1/2", "2/1"), obs_unit=np.array([0, 1, 2]),
+        ...                         carry_over=0)
+        >>> design.n_units  # subject 1 on two occasions, subject 2 on one
+        3
+        """
         return int(self.unit_subject.shape[0])
 
 

@@ -104,7 +104,15 @@ class Prior:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """The parameters as a plain dict."""
+        """The parameters as a plain dict (sequences as lists), as PyMC takes them.
+
+        Examples
+        --------
+        >>> Prior("LogNormal", sigma=1.0, mu=-3.2).kwargs
+        {'mu': -3.2, 'sigma': 1.0}
+        >>> Prior("Dirichlet", a=[1.0, 1.0, 1.0]).kwargs
+        {'a': [1.0, 1.0, 1.0]}
+        """
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params}
 
     def __repr__(self) -> str:

@@ -108,17 +108,37 @@ class Regimen:
 
     @property
     def dose_times(self) -> np.ndarray:
-        """Times of the doses."""
+        """Times of the doses.
+
+        Examples
+        --------
+        >>> Regimen(amount=100.0, interval=8.0, n_doses=4, start=2.0).dose_times.tolist()
+        [2.0, 10.0, 18.0, 26.0]
+        """
         return self.start + self.interval * np.arange(self.n_doses)
 
     @property
     def end(self) -> float:
-        """When the next dose would be due: ``start + n_doses * interval``."""
+        """When the next dose would be due: ``start + n_doses * interval``.
+
+        Examples
+        --------
+        >>> loading = Regimen(amount=20.0, interval=12.0)
+        >>> maintenance = Regimen(amount=2.5, interval=12.0, n_doses=8, start=loading.end)
+        >>> loading.end, maintenance.end
+        (12.0, 108.0)
+        """
         return self.start + self.n_doses * self.interval
 
     @property
     def rate(self) -> float:
-        """``RATE`` of each dose record (0 for a bolus)."""
+        """``RATE`` of each dose record (0 for a bolus).
+
+        Examples
+        --------
+        >>> Regimen(amount=500.0, duration=2.0).rate, Regimen(amount=500.0).rate
+        (250.0, 0.0)
+        """
         return self.amount / self.duration if self.duration > 0 else 0.0
 
     def replace(self, **changes: Any) -> Regimen:

@@ -57,16 +57,46 @@ class Fit:
     # ------------------------------------------------------------------ access
     @property
     def idata(self) -> xr.DataTree:
-        """Alias of :attr:`results` (ArviZ's traditional name)."""
+        """Alias of :attr:`results` (ArviZ's traditional name).
+
+        Examples
+        --------
+        >>> fit.idata is fit.results  # doctest: +SKIP
+        True
+        >>> fit.idata["posterior"]["CL_pop"].dims  # doctest: +SKIP
+        ('chain', 'draw')
+        """
         return self.results
 
     @property
     def posterior(self) -> xr.Dataset:
+        """The posterior draws as an xarray Dataset (``results["posterior"]``).
+
+        Examples
+        --------
+        With ``fit`` the Theophylline fit of 2 chains x 200 draws:
+
+        >>> dict(fit.posterior["CL_pop"].sizes)  # doctest: +SKIP
+        {'chain': 2, 'draw': 200}
+        >>> fit.posterior["eta"].dims, fit.posterior["param"].values.tolist()  # doctest: +SKIP
+        (('chain', 'draw', 'subject', 'param'), ['CL', 'V', 'ka'])
+        """
         return self.results["posterior"].dataset
 
     @property
     def info(self) -> dict[str, Any]:
-        """Sampler, seed, draws, timings (s) and package versions of this fit."""
+        """Sampler, seed, draws, timings (s) and package versions of this fit.
+
+        Examples
+        --------
+        With ``fit`` the Theophylline fit of 2 chains x 200 draws, seed 11:
+
+        >>> info = fit.info  # doctest: +SKIP
+        >>> info["random_seed"], info["chains"], info["draws"], info["tune"]  # doctest: +SKIP
+        (11, 2, 200, 200)
+        >>> info["interruption"] is None  # doctest: +SKIP
+        True
+        """
         a = self.results.attrs
         return {
             "sampler": a.get("sampler"),
@@ -86,6 +116,11 @@ class Fit:
 
         ``info["interruption"]`` then says how many draws each chain completed and which
         were kept; see :func:`nlme_bayes.inference.fit`.
+
+        Examples
+        --------
+        >>> fit.interrupted  # a fit that ran to the end  # doctest: +SKIP
+        False
         """
         return bool(self.results.attrs.get("interruption"))
 
@@ -98,7 +133,16 @@ class Fit:
 
     @property
     def pm_model(self) -> Any:
-        """The PyMC model (rebuilt from the specification after :func:`load`)."""
+        """The PyMC model (rebuilt from the specification after :func:`load`).
+
+        Examples
+        --------
+        >>> import pymc as pm
+        >>> isinstance(fit.pm_model, pm.Model)  # doctest: +SKIP
+        True
+        >>> "CL_pop" in fit.pm_model.named_vars  # doctest: +SKIP
+        True
+        """
         return self._ensure_built().pm_model
 
     # ------------------------------------------------------------------ tables

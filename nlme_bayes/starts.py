@@ -54,6 +54,21 @@ class StartFunctions:
         ``seed -> 1-d array``: the unconstrained point concatenated in the order of
         ``model.free_RVs``. A compiled nutpie model may order its variables otherwise: lay a
         start out for nutpie by name (``nlme_bayes.compiled.with_start_jitter``).
+
+    Examples
+    --------
+    Made by :func:`start_functions`; without jitter every seed gives the override:
+
+    >>> import pymc as pm
+    >>> with pm.Model() as m:
+    ...     v = pm.LogNormal("V_pop", 3.0, 1.0)
+    >>> starts = start_functions(m, {"V_pop": 20.0}, ["V_pop"], width=0.0)
+    >>> round(float(starts.natural(1)["V_pop"]), 6)  # natural scale, for PyMC's initvals
+    20.0
+    >>> round(float(starts.transformed(1)["V_pop_log__"]), 6)  # log(20)
+    2.995732
+    >>> starts.flat(1).round(6).tolist()
+    [2.995732]
     """
 
     natural: Callable[[int], dict[str, np.ndarray]]

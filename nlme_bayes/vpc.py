@@ -131,7 +131,21 @@ class VPCResult:
 
     @property
     def strata(self) -> list[Any]:
-        """The strata, in plotting order."""
+        """The strata, in plotting order (``["all"]`` when not stratified).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> obs = pd.DataFrame({"TIME": np.tile([1.0, 2.0, 4.0], 20),
+        ...                     "ROUTE": np.repeat(["oral", "iv"], 30)})
+        >>> obs["DV"] = 10 * np.exp(-0.3 * obs["TIME"]) + rng.normal(0, 1, len(obs))
+        >>> sims = 10 * np.exp(-0.3 * obs["TIME"].to_numpy()) + rng.normal(0, 1, (50, len(obs)))
+        >>> vpc_statistics(obs, sims, bins=[0, 1.5, 3, 5], stratify="ROUTE").strata
+        ['iv', 'oral']
+        >>> vpc_statistics(obs, sims, bins=[0, 1.5, 3, 5]).strata
+        ['all']
+        """
         return list(pd.unique(self.bins["stratum"]))
 
     def coverage(self) -> float:

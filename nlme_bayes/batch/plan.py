@@ -144,10 +144,24 @@ class Task:
 
     @property
     def id(self) -> str:
+        """The task's id, ``model.dataset.settings.s<seed>``.
+
+        Examples
+        --------
+        >>> Task("one_cmt", "theo", "long", 3).id
+        'one_cmt.theo.long.s3'
+        """
         return f"{self.model}.{self.dataset}.{self.settings}.s{self.seed}"
 
     @property
     def filename(self) -> str:
+        """The name of the task's results file, ``<id>.nc``.
+
+        Examples
+        --------
+        >>> Task("one_cmt", "theo", "default", 1).filename
+        'one_cmt.theo.default.s1.nc'
+        """
         return f"{self.id}.nc"
 
 
@@ -194,10 +208,32 @@ class Plan:
 
     @property
     def manifest_path(self) -> Path:
+        """The run manifest, ``<output>/manifest.jsonl`` (one JSON line per attempt).
+
+        Examples
+        --------
+        >>> plan = parse_plan({"plan": {"output": "out"},
+        ...     "models": {"m1": {"example": "theophylline"}},
+        ...     "datasets": {"theo": {"builtin": "theophylline"}},
+        ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1]}]}, root=".")
+        >>> plan.manifest_path.relative_to(plan.root).as_posix()
+        'out/manifest.jsonl'
+        """
         return self.output / "manifest.jsonl"
 
     @property
     def table_path(self) -> Path:
+        """The results table, ``<output>/results.csv`` (one row per fit).
+
+        Examples
+        --------
+        >>> plan = parse_plan({"plan": {"output": "out"},
+        ...     "models": {"m1": {"example": "theophylline"}},
+        ...     "datasets": {"theo": {"builtin": "theophylline"}},
+        ...     "fits": [{"models": ["m1"], "datasets": ["theo"], "seeds": [1]}]}, root=".")
+        >>> plan.table_path.relative_to(plan.root).as_posix()
+        'out/results.csv'
+        """
         return self.output / "results.csv"
 
 

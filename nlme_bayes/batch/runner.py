@@ -74,6 +74,16 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        """Whether no task failed (every task of the plan has its results).
+
+        Examples
+        --------
+        >>> from pathlib import Path
+        >>> RunSummary("demo", Path("out"), ran=["m1.theo.default.s1"]).ok
+        True
+        >>> RunSummary("demo", Path("out"), failed={"m1.theo.default.s2": "diverged"}).ok
+        False
+        """
         return not self.failed
 
     def __str__(self) -> str:

@@ -398,7 +398,15 @@ class Algebraic:
 
     @property
     def data_columns(self) -> tuple[str, ...]:
-        """Observation-level columns the model reads (``x`` and the covariates)."""
+        """Observation-level columns the model reads (``x`` and the covariates).
+
+        Examples
+        --------
+        >>> Algebraic("logistic").data_columns
+        ('TIME',)
+        >>> Algebraic("emax", x="DOSE").data_columns
+        ('DOSE',)
+        """
         return tuple(dict.fromkeys((self.x, *self.covariates)))
 
     # ------------------------------------------------------------------ events

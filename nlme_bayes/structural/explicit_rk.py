@@ -60,6 +60,13 @@ class ExplicitTableau:
 
     @property
     def stages(self) -> int:
+        """Number of stages (right-hand-side evaluations per step).
+
+        Examples
+        --------
+        >>> DOPRI5.stages, len(DOPRI5.c)
+        (7, 7)
+        """
         return len(self.b)
 
 

@@ -296,27 +296,73 @@ class ODEModel:
     # ------------------------------------------------------------------ description
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Individual parameter names, with ``tlag`` / ``F`` when enabled."""
+        """Individual parameter names, with ``tlag`` / ``F`` when enabled.
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").parameters
+        ('CL', 'V', 'ka')
+        >>> ode_templates.load("one_cmt_oral_linear", lag=True, bioavailability=True).parameters
+        ('CL', 'V', 'ka', 'tlag', 'F')
+        """
         extra = (("tlag",) if self.lag else ()) + (("F",) if self.bioavailability else ())
         return self.parameters_ + extra
 
     @property
     def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs (``("C",)`` for a single unnamed output).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").output_names
+        ('C',)
+        >>> ode_templates.load("turnover_oral").output_names  # concentration and response
+        ('C', 'E')
+        """
         return tuple(self.outputs) if isinstance(self.outputs, dict) else ("C",)
 
     @property
     def compartments(self) -> dict[int, str]:
-        """``CMT`` number -> state name."""
+        """``CMT`` number -> state name (by default the states in order, from CMT 1).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("two_cmt_oral_linear").compartments
+        {1: 'depot', 2: 'central', 3: 'peripheral'}
+        """
         if self.compartments_ is not None:
             return dict(self.compartments_)
         return {i + 1: s for i, s in enumerate(self.states)}
 
     @property
     def dose_state(self) -> str:
+        """The state a dose goes into when its record does not say (``default_dose``).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").dose_state
+        'depot'
+        >>> ode_templates.load("two_cmt_iv_linear").dose_state
+        'central'
+        """
         return self.default_dose or self.states[0]
 
     @property
     def modifier_states(self) -> tuple[str, ...]:
+        """States whose doses get the lag time / bioavailability (none without them).
+
+        Examples
+        --------
+        >>> from nlme_bayes.structural import ode_templates
+        >>> ode_templates.load("one_cmt_oral_linear").modifier_states
+        ()
+        >>> ode_templates.load("one_cmt_oral_linear", lag=True).modifier_states
+        ('depot',)
+        """
         if not (self.lag or self.bioavailability):
             return ()
         return self.dose_modifier_states or (self.dose_state,)

@@ -76,6 +76,13 @@ class Tableau:
 
     @property
     def stages(self) -> int:
+        """Number of stages (linear solves per step).
+
+        Examples
+        --------
+        >>> RODAS3.stages, RODAS4.stages
+        (4, 6)
+        """
         return len(self.m)
 
 
