@@ -43,6 +43,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from . import residual_family
 from .censoring import CensoringInfo, censoring_info
 from .censoring import logp as censored_logp
 from .centering import resolve_centering
@@ -96,6 +97,7 @@ class BuiltModel:
     ipred: Any = None  # IPRED (obs,) as a PyTensor variable of the free RVs
     residual_sd: Any = None  # each observation's residual SD (on the log scale if log_scale)
     log_scale: bool = False  # the residual error is normal on the log scale
+    nu: Any = None  # Student-t degrees of freedom of each observation (inf: normal), or None
     centering: Any = None  # CenteringChoice for centered="auto" parameters (None if none)
 
 
@@ -507,9 +509,12 @@ def build(model: Any, data: Any, *, store_predictions: bool = True) -> BuiltMode
             level = float(np.median(positive)) if positive.size else 1.0
             sd_k, is_log = _residual_sd(err, ipred, scale, suffix, level)
             sd = pt.where(mask, sd_k, sd) if len(errs) > 1 else sd_k
-        pieces = {"ipred": ipred, "residual_sd": sd, "log_scale": is_log}
+        nu = _residual_nu(errs, dvid)
+        pieces = {"ipred": ipred, "residual_sd": sd, "log_scale": is_log, "nu": nu}
         if censoring is not None:
-            _censored_likelihood(ipred, sd, is_log, censoring)
+            _censored_likelihood(ipred, sd, is_log, censoring, nu)
+        elif nu is not None:
+            _student_t_likelihood(ipred, sd, is_log, nu, dv)
         elif is_log:
             pm.LogNormal("DV", mu=pt.log(ipred), sigma=sd, observed=dv, dims="obs")
         else:
@@ -586,30 +591,100 @@ def _occasion_parameters(
     return per_unit, {n: v[unit] for n, v in population.items()}
 
 
-def _censored_likelihood(ipred: Any, sd: Any, is_log: bool, info: CensoringInfo) -> Any:
+def _residual_nu(errs: dict[int, Any], dvid: np.ndarray) -> Any:
+    """Degrees of freedom of each observation's Student-t error (``inf``: normal), or None.
+
+    ``nu`` of an error model: a number is fixed; a Prior creates the variable ``nu`` (one
+    output) or ``nu_DVID<k>``.
+    """
+    if not any(e.nu is not None for e in errs.values()):
+        return None
+    nu = pt.as_tensor_variable(np.full(len(dvid), np.inf))
+    for k, err in errs.items():
+        if err.nu is None:
+            continue
+        if isinstance(err.nu, Prior):
+            name = "nu" if len(errs) == 1 else f"nu_DVID{k}"
+            err.nu.validate(f"residual error {name}")
+            value = err.nu.to_pymc(name)
+        else:
+            value = pt.constant(float(err.nu))
+        nu = value * pt.ones(len(dvid)) if len(errs) == 1 else pt.where(dvid == k, value, nu)
+    return nu
+
+
+def _draw_dv(
+    mu: np.ndarray, sigma: np.ndarray, nu: Any, is_log: bool, rng: Any, size: Any
+) -> np.ndarray:
+    """Replicated DV (natural scale) for PyMC's posterior predictive."""
+    rng = rng if rng is not None else np.random.default_rng()
+    mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
+    shape = size if size is not None else np.broadcast_shapes(mu.shape, sigma.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loc = np.log(mu) if is_log else mu
+        y = loc + sigma * residual_family.standard_draws(rng, tuple(shape), nu)
+    return np.exp(y) if is_log else y
+
+
+def _student_t_likelihood(ipred: Any, sd: Any, is_log: bool, nu: Any, dv: np.ndarray) -> Any:
+    """``DV`` with Student-t residuals (``inf`` degrees of freedom: normal), over ``obs``.
+
+    On the log scale the density is that of ``DV`` (log-t density of ``log DV`` minus
+    ``log DV``), like ``LogNormal`` for normal errors, so LOO compares it with the others.
+    """
+
+    def logp(value: Any, mu: Any, sigma: Any, df: Any) -> Any:
+        if is_log:
+            y = pt.log(value)
+            return residual_family.logpdf(y, pt.log(mu), sigma, df) - y
+        return residual_family.logpdf(value, mu, sigma, df)
+
+    def random(mu: Any, sigma: Any, df: Any, rng: Any = None, size: Any = None) -> Any:
+        return _draw_dv(mu, sigma, np.asarray(df, dtype=float), is_log, rng, size)
+
+    return pm.CustomDist("DV", ipred, sd, nu, logp=logp, random=random, observed=dv, dims="obs")
+
+
+def _censored_likelihood(
+    ipred: Any, sd: Any, is_log: bool, info: CensoringInfo, nu: Any = None
+) -> Any:
     """``DV`` with censored observations (M3/M4/M1), as one observed variable over ``obs``."""
     lloq = np.where(np.isfinite(info.lloq), info.lloq, -np.inf)
     method = info.method
 
-    def logp(value: Any, mu: Any, sigma: Any) -> Any:
-        return censored_logp(value, mu, sigma, is_log, info)
-
-    def random(mu: Any, sigma: Any, rng: Any = None, size: Any = None) -> Any:
+    def random(mu: Any, sigma: Any, *df: Any, rng: Any = None, size: Any = None) -> Any:
         """Replicated DV: values below their LLOQ are reported at the LLOQ (censored)."""
-        from scipy.special import ndtr, ndtri
-
         rng = rng if rng is not None else np.random.default_rng()
-        mu = np.asarray(mu, dtype=float)
-        sigma = np.asarray(sigma, dtype=float)
-        shape = size if size is not None else np.broadcast_shapes(mu.shape, sigma.shape)
-        if is_log:
-            y = np.exp(np.log(mu) + sigma * rng.standard_normal(shape))
-        elif method == "M4":  # positive by nature: a normal truncated at 0
-            p0 = ndtr(-mu / sigma)
-            u = p0 + (1 - p0) * rng.uniform(size=shape)
-            y = mu + sigma * ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+        nu_ = np.asarray(df[0], dtype=float) if df else None
+        if method == "M4" and not is_log:  # positive by nature: truncated at 0
+            from scipy import stats
+
+            mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
+            shape = size if size is not None else np.broadcast_shapes(mu.shape, sigma.shape)
+            p0 = np.exp(residual_family.logcdf_numpy(0.0, mu, sigma, nu_))
+            u = np.clip(p0 + (1 - p0) * rng.uniform(size=shape), 1e-300, 1 - 1e-16)
+            if nu_ is None:
+                z = stats.norm.ppf(u)
+            else:
+                finite = np.isfinite(nu_)
+                z = np.where(finite, stats.t.ppf(u, np.where(finite, nu_, 1.0)), stats.norm.ppf(u))
+            y = mu + sigma * z
         else:
-            y = mu + sigma * rng.standard_normal(shape)
+            y = _draw_dv(mu, sigma, nu_, is_log, rng, size)
         return np.where(y < lloq, lloq, y)
 
-    return pm.CustomDist("DV", ipred, sd, logp=logp, random=random, observed=info.dv, dims="obs")
+    if nu is None:
+
+        def logp(value: Any, mu: Any, sigma: Any) -> Any:
+            return censored_logp(value, mu, sigma, is_log, info)
+
+        return pm.CustomDist(
+            "DV", ipred, sd, logp=logp, random=random, observed=info.dv, dims="obs"
+        )
+
+    def logp_t(value: Any, mu: Any, sigma: Any, df: Any) -> Any:
+        return censored_logp(value, mu, sigma, is_log, info, nu=df)
+
+    return pm.CustomDist(
+        "DV", ipred, sd, nu, logp=logp_t, random=random, observed=info.dv, dims="obs"
+    )

@@ -9,7 +9,7 @@ Which observations are censored, and at which LLOQ (:func:`censoring_info`)
     a censored record is otherwise not used.
 Likelihood of an observation with prediction ``f`` and residual SD ``s`` (:func:`logp`)
     Normal-family error models (Additive, Proportional, Combined), ``Phi`` the standard
-    normal CDF:
+    normal CDF (with Student-t errors, ``nu=``, the t CDF and density instead):
 
     ======  ================================================  ===================================
     method  censored (below its LLOQ ``L``)                   quantified (``y``)
@@ -95,10 +95,30 @@ class CensoringInfo:
 
     @property
     def n_censored(self) -> int:
+        """The number of censored observations.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> info = CensoringInfo("M3", np.array([False, True, True, False]),
+        ...                      np.full(4, 0.1), np.array([2.5, 0.1, 0.1, 0.8]))
+        >>> info.n_censored
+        2
+        """
         return int(self.censored.sum())
 
     @property
     def fraction(self) -> float:
+        """The fraction of observations censored (0.0 when there are none).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> info = CensoringInfo("M3", np.array([False, True, False, False]),
+        ...                      np.full(4, 0.1), np.array([2.5, 0.1, 0.4, 0.8]))
+        >>> info.fraction
+        0.25
+        """
         return float(self.censored.mean()) if self.censored.size else 0.0
 
 
@@ -277,11 +297,12 @@ def censoring_info(data: Any, blq: Any, obs: pd.DataFrame) -> CensoringInfo | No
     )
 
 
-def logp(value: Any, mu: Any, sd: Any, is_log: bool, info: CensoringInfo) -> Any:
+def logp(value: Any, mu: Any, sd: Any, is_log: bool, info: CensoringInfo, nu: Any = None) -> Any:
     """Elementwise log-likelihood (PyTensor) under ``info.method``; see the module docstring.
 
     ``mu`` is the prediction (natural scale); ``sd`` the residual SD (of ``log DV`` when
-    ``is_log``).
+    ``is_log``); ``nu`` the Student-t degrees of freedom of each observation (``inf``:
+    normal) or ``None`` (all normal): ``Phi`` is then the t distribution's CDF.
 
     Examples
     --------
@@ -296,31 +317,35 @@ def logp(value: Any, mu: Any, sd: Any, is_log: bool, info: CensoringInfo) -> Any
     array([ 0.2295, -0.9958])
     """
     import pytensor.tensor as pt
-    from pymc.distributions.dist_math import normal_lcdf
+
+    from .residual_family import logcdf as lcdf
+    from .residual_family import logpdf as lpdf
 
     censored = pt.constant(info.censored)
     limit = pt.constant(np.where(np.isfinite(info.lloq), info.lloq, 1.0))
     if is_log:
         m = pt.log(mu)
         y = pt.log(value)
-        lp_q = -0.5 * ((y - m) / sd) ** 2 - pt.log(sd) - 0.5 * np.log(2 * np.pi) - y
-        lp_c = normal_lcdf(m, sd, pt.log(limit))
+        lp_q = lpdf(y, m, sd, nu) - y
+        lp_c = lcdf(pt.log(limit), m, sd, nu)
         positive = 0.0
     else:
-        lp_q = -0.5 * ((value - mu) / sd) ** 2 - pt.log(sd) - 0.5 * np.log(2 * np.pi)
-        lp_c = normal_lcdf(mu, sd, limit)
+        lp_q = lpdf(value, mu, sd, nu)
+        lp_c = lcdf(limit, mu, sd, nu)
         positive = 0.0
         if info.method == "M4":
-            log_p0 = normal_lcdf(mu, sd, 0.0)  # log P(DV < 0)
+            log_p0 = lcdf(0.0, mu, sd, nu)  # log P(DV < 0)
             # log[Phi((L-f)/s) - Phi(-f/s)] = lp_c + log(1 - exp(log_p0 - lp_c))
             lp_c = lp_c + pt.log1mexp(pt.minimum(log_p0 - lp_c, -1e-12))
-            positive = normal_lcdf(-mu, sd, 0.0)  # log P(DV > 0) = log Phi(f/s)
+            positive = lcdf(0.0, -mu, sd, nu)  # log P(DV > 0) = log Phi(f/s) (symmetry)
     if info.method == "M1":
         lp_c = pt.zeros_like(lp_q)
     return pt.where(censored, lp_c, lp_q) - positive
 
 
-def logpdf_numpy(dv: Any, ipred: Any, sd: Any, is_log: Any, info: CensoringInfo) -> np.ndarray:
+def logpdf_numpy(
+    dv: Any, ipred: Any, sd: Any, is_log: Any, info: CensoringInfo, nu: Any = None
+) -> np.ndarray:
     """NumPy counterpart of :func:`logp` (broadcast over leading draw dimensions).
 
     Examples
@@ -332,7 +357,8 @@ def logpdf_numpy(dv: Any, ipred: Any, sd: Any, is_log: Any, info: CensoringInfo)
     >>> np.round(np.exp(lp[1]), 3)  # P(DV < 1) at a prediction of 1
     np.float64(0.5)
     """
-    from scipy.special import log_ndtr
+    from .residual_family import logcdf_numpy as lcdf
+    from .residual_family import logpdf_numpy as lpdf
 
     dv = np.asarray(dv, dtype=float)
     ipred = np.asarray(ipred, dtype=float)
@@ -342,17 +368,16 @@ def logpdf_numpy(dv: Any, ipred: Any, sd: Any, is_log: Any, info: CensoringInfo)
         mu = np.where(is_log, np.log(ipred), ipred)
         y = np.where(is_log, np.log(np.where(dv > 0, dv, np.nan)), dv)
         lim = np.where(is_log, np.log(limit), limit)
-        z = (y - mu) / sd
-        lp_q = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+        lp_q = lpdf(y, mu, sd, nu)
         lp_q = np.where(is_log, lp_q - y, lp_q)
-        lp_c = log_ndtr((lim - mu) / sd)
+        lp_c = lcdf(lim, mu, sd, nu)
         positive = np.zeros_like(lp_q)
         if info.method == "M4":
             normal = ~is_log
-            log_p0 = log_ndtr(-mu / sd)
+            log_p0 = lcdf(0.0, mu, sd, nu)
             diff = np.minimum(log_p0 - lp_c, -1e-12)
             lp_c = np.where(normal, lp_c + np.log(-np.expm1(diff)), lp_c)
-            positive = np.where(normal, log_ndtr(mu / sd), 0.0)
+            positive = np.where(normal, lcdf(0.0, -mu, sd, nu), 0.0)
         if info.method == "M1":
             lp_c = np.zeros_like(lp_q)
         lp = np.where(info.censored, lp_c, lp_q) - positive

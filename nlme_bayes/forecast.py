@@ -60,7 +60,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import NLMEWarning, SpecificationError
-from .simulation import Predictor, apply_iiv, residual_sd, sample_dv
+from .simulation import Predictor, apply_iiv, residual_nu, residual_sd, sample_dv
 from .trial_simulation import sigma_for_dvids
 
 __all__ = [
@@ -294,16 +294,44 @@ class Forecast:
     # ------------------------------------------------------------------ basics
     @property
     def n_draws(self) -> int:
+        """Number of draws ``S`` per patient.
+
+        Examples
+        --------
+        With ``fc = forecast(pheno_fit, patient_data, n_draws=500)``, one patient:
+
+        >>> fc.n_draws, fc.individual["CL"].shape  # doctest: +SKIP
+        (500, (1, 500))
+        """
         return int(self.log_weights.shape[1])
 
     @property
     def weights(self) -> np.ndarray:
-        """Normalised weights ``(P, S)``."""
+        """Normalised weights ``(P, S)``: each patient's sum to 1.
+
+        Examples
+        --------
+        With ``fc = forecast(pheno_fit, patient_data, n_draws=500)``, one patient:
+
+        >>> fc.weights.shape, fc.weights.sum(axis=1).round(6).tolist()  # doctest: +SKIP
+        ((1, 500), [1.0])
+        """
         return np.exp(self.log_weights)
 
     @property
     def ess(self) -> np.ndarray:
-        """Kish effective sample size of the weights, per patient."""
+        """Kish effective sample size of the weights, per patient: ``1 / sum(w^2)``.
+
+        Equal weights give ``S``; the more the patient's levels reweight the population
+        draws, the lower it is.
+
+        Examples
+        --------
+        With ``fc = forecast(pheno_fit, patient_data, n_draws=500)``, one patient:
+
+        >>> bool(0 < fc.ess[0] <= fc.n_draws)  # doctest: +SKIP
+        True
+        """
         w = self.weights
         return 1.0 / np.sum(w**2, axis=1)
 
@@ -554,7 +582,8 @@ class Forecast:
         dvids = np.full(len(rows), dvid)
         sigma = sigma_for_dvids(self.model, self.fit_dvids, dvids, self.sigma)
         sd, is_log = residual_sd(self.model, ipred, dvids, sigma)
-        dv = sample_dv(ipred, sd, is_log, np.random.default_rng(random_seed + 1))
+        nu = residual_nu(self.model, dvids, sigma, ipred.ndim)
+        dv = sample_dv(ipred, sd, is_log, np.random.default_rng(random_seed + 1), nu)
         q = weighted_quantile(dv, w, [lo, hi])
         out["DV_lo"], out["DV_hi"] = q
         if population:

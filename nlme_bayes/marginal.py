@@ -50,11 +50,14 @@ from scipy.special import gammaln, logsumexp
 from .censoring import logpdf_numpy
 from .errors import SpecificationError
 from .events_types import DosePairs, EventSchedule
+from .priors import Prior
 from .simulation import (
     Predictor,
     apply_iiv,
     error_models_by_dvid,
+    is_residual_parameter,
     obs_logpdf,
+    residual_nu,
     residual_sd,
 )
 from .spec import Categorical, Exponential, Linear, Power
@@ -115,6 +118,8 @@ def _sigma_names(model: Any, dvid: np.ndarray) -> list[str]:
         parts = {"Additive": ["add"], "Proportional": ["prop"], "LogAdditive": ["log"]}
         for part in parts.get(kind, ["add", "prop"]):
             names.append(f"sigma_{part}{sfx}")
+        if isinstance(err.nu, Prior):  # estimated Student-t degrees of freedom
+            names.append(f"nu{sfx}")
     return names
 
 
@@ -226,7 +231,7 @@ def _pop_from_posterior(fit: Any, index: np.ndarray | None = None) -> _Pop:
         corr = corr[idx]
     else:
         sd, corr = np.zeros((len(idx), 0)), np.zeros((len(idx), 0, 0))
-    sigma = {str(v): _flat(post[v])[idx] for v in post.data_vars if str(v).startswith("sigma_")}
+    sigma = {str(v): _flat(post[v])[idx] for v in post.data_vars if is_residual_parameter(v)}
     return _Pop(typical, coef, sd, corr, sigma)
 
 
@@ -236,8 +241,8 @@ def population_parameters(fit: Any, *, point: Literal["median", "mean"] = "media
     Keys are the posterior's names: ``"CL_pop"`` ... (typical values, natural scale; not for
     ``fixed`` parameters), covariate coefficients (``"CL_WT"``; a ``{level: value}`` dict for
     :class:`~nlme_bayes.Categorical`), ``"omega"`` (``{name: SD}``), ``"omega_corr"`` (k x k
-    array in ``model.iiv_names`` order) and ``"sigma_*"``. Elementwise medians of a correlation
-    matrix are made positive definite if needed.
+    array in ``model.iiv_names`` order), ``"sigma_*"`` and an estimated ``"nu"``. Elementwise
+    medians of a correlation matrix are made positive definite if needed.
 
     Examples
     --------
@@ -500,10 +505,11 @@ class _Integrator:
                 ipred = self.predictor(arrs).reshape(n_calls * per_call, self.n_obs)[: b - a]
                 sig = {n: np.asarray(sigma[n][a:b], dtype=float) for n in self.sigma_names}
                 sd, is_log = residual_sd(self.model, ipred, self.dvid, sig)
+                nu = residual_nu(self.model, self.dvid, sig, ipred.ndim)
                 if self.censoring is None:
-                    lp = obs_logpdf(self.dv, ipred, sd, is_log)
+                    lp = obs_logpdf(self.dv, ipred, sd, is_log, nu)
                 else:
-                    lp = logpdf_numpy(self.dv, ipred, sd, is_log, self.censoring)
+                    lp = logpdf_numpy(self.dv, ipred, sd, is_log, self.censoring, nu)
             out[a:b] = self._by_subject(lp)
         return np.where(np.isnan(out), -np.inf, out)
 

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecificationError
+from .residual_family import is_residual_parameter
 
 __all__ = [
     "SBCStudy",
@@ -111,7 +112,14 @@ class SBCStudy:
 
     @property
     def plan_path(self) -> Path:
-        """The batch plan of the study."""
+        """The batch plan of the study.
+
+        Examples
+        --------
+        >>> study = SBCStudy(Path("sbc_one_cmt_oral"), ("CL_pop",), pd.DataFrame(), 100)
+        >>> study.plan_path.as_posix()
+        'sbc_one_cmt_oral/plan.toml'
+        """
         return self.folder / _PLAN_FILE
 
 
@@ -180,7 +188,7 @@ def _order(quantities: Sequence[str], model: Any) -> tuple[str, ...]:
     pop = [f"{n}_pop" for n in model.parameter_names if f"{n}_pop" in quantities]
     omegas = [f"omega_{n}" for n in model.iiv_names if f"omega_{n}" in quantities]
     corr = sorted(q for q in quantities if q.startswith("corr_"))
-    sigmas = sorted(q for q in quantities if q.startswith("sigma_"))
+    sigmas = sorted(q for q in quantities if is_residual_parameter(q))
     etas = [q for n in model.iiv_names for q in quantities if q.startswith(f"eta_{n}[")]
     named = set(pop + omegas + corr + sigmas + etas)
     other = sorted(q for q in quantities if q not in named)

@@ -41,7 +41,6 @@ Name: eta_shrinkage, dtype: float64
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -50,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecificationError
+from .residual_family import is_residual_parameter
 
 __all__ = [
     "eta_shrinkage",
@@ -401,9 +401,15 @@ def _apply_iiv_np(kind: str | None, typical: np.ndarray, eta: np.ndarray) -> np.
 
 
 def _loglik(model: Any, ipred: Any, obs: pd.DataFrame, sigma: Mapping[str, float]) -> Any:
-    """Sum of the observations' log-likelihood under the fitted error model (PyTensor)."""
+    """Sum of the observations' log-likelihood under the fitted error model (PyTensor).
+
+    ``sigma`` holds the residual parameters' point values (``sigma_*`` and an estimated
+    ``nu``); Student-t errors use their degrees of freedom.
+    """
     import pytensor.tensor as pt
 
+    from .priors import Prior
+    from .residual_family import logpdf
     from .spec import Additive, Combined, LogAdditive, Proportional
 
     dvid = obs["DVID"].to_numpy().astype(int)
@@ -416,6 +422,7 @@ def _loglik(model: Any, ipred: Any, obs: pd.DataFrame, sigma: Mapping[str, float
         err = errs[k]
         sfx = "" if len(present) == 1 else f"_DVID{k}"
         f, y = ipred[idx], dv[idx]
+        loc = f
         if isinstance(err, Additive):
             sd = sigma[f"sigma_add{sfx}"] * pt.ones_like(f)
         elif isinstance(err, Proportional):
@@ -423,18 +430,14 @@ def _loglik(model: Any, ipred: Any, obs: pd.DataFrame, sigma: Mapping[str, float
         elif isinstance(err, Combined):
             sd = pt.sqrt(sigma[f"sigma_add{sfx}"] ** 2 + (sigma[f"sigma_prop{sfx}"] * f) ** 2)
         elif isinstance(err, LogAdditive):
-            s = sigma[f"sigma_log{sfx}"]
-            z = (np.log(y) - pt.log(f)) / s
-            total = (
-                total
-                + pt.sum(-0.5 * z**2 - math.log(s) - np.log(y))
-                - 0.5 * len(y) * math.log(2 * math.pi)
-            )
-            continue
+            sd = sigma[f"sigma_log{sfx}"] * pt.ones_like(f)
+            loc, y = pt.log(f), np.log(y)
+            total = total - float(np.sum(y))  # Jacobian: the density of DV, not of log DV
         else:  # pragma: no cover - guarded by Model validation
             raise SpecificationError(f"Unknown error model {err!r}.")
-        z = (y - f) / sd
-        total = total + pt.sum(-0.5 * z**2 - pt.log(sd)) - 0.5 * len(y) * math.log(2 * math.pi)
+        nu = sigma[f"nu{sfx}"] if isinstance(err.nu, Prior) else err.nu
+        nu = None if nu is None else np.full(len(idx), float(nu))
+        total = total + pt.sum(logpdf(y, loc, sd, nu))
     return total
 
 
@@ -490,7 +493,7 @@ def own_data_estimates(fit: Any, *, bound: float = 5.0, max_se: float = 1.0) -> 
     post = fit.posterior
     n_sub = post.sizes["subject"]
     typ = {n: np.median(v.reshape(-1, n_sub), axis=0) for n, v in typical_parameters(fit).items()}
-    sigma = {str(v): float(post[v].median()) for v in post.data_vars if str(v).startswith("sigma_")}
+    sigma = {str(v): float(post[v].median()) for v in post.data_vars if is_residual_parameter(v)}
     schedule, obs = build_schedule(fit.data, model.structure)
     eta = pt.dmatrix("eta")
     params = {

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .priors import Prior
+from .residual_family import is_residual_parameter
 from .spec import Additive, Combined, LogAdditive, Proportional
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "Predictor",
     "error_models_by_dvid",
     "residual_sd",
+    "residual_nu",
+    "is_residual_parameter",
     "obs_logpdf",
     "sample_dv",
     "simulate_replicates",
@@ -75,7 +79,8 @@ class PosteriorDraws:
     omega_cov : (S, k, k)
         Omega (covariance of eta) per draw.
     sigma : dict name -> (S,)
-        Residual-error SDs (``sigma_add``, ``sigma_prop``, ``sigma_log`` with DVID suffixes).
+        Residual-error parameters: SDs (``sigma_add``, ``sigma_prop``, ``sigma_log`` with DVID
+        suffixes) and estimated Student-t degrees of freedom (``nu``, ``nu_DVID<k>``).
     iiv_names : tuple of str
     index : (S,) flat (chain*draw) index of each draw.
 
@@ -96,6 +101,14 @@ class PosteriorDraws:
 
     @property
     def n_draws(self) -> int:
+        """Number of draws ``S``.
+
+        Examples
+        --------
+        >>> draws = posterior_draws(fit, n_draws=100, random_seed=1)  # doctest: +SKIP
+        >>> draws.n_draws, draws.individual["CL"].shape  # doctest: +SKIP
+        (100, (100, 12))
+        """
         return len(self.index)
 
 
@@ -137,7 +150,7 @@ def posterior_draws(
     else:
         eta = np.zeros((len(index), n_sub, 0))
         omega_cov = np.zeros((len(index), 0, 0))
-    sigma = {str(v): _flat(post[v])[index] for v in post.data_vars if str(v).startswith("sigma_")}
+    sigma = {str(v): _flat(post[v])[index] for v in post.data_vars if is_residual_parameter(v)}
     return PosteriorDraws(typical, individual, eta, omega_cov, sigma, names, index)
 
 
@@ -254,8 +267,48 @@ def residual_sd(
     return sd, is_log
 
 
-def obs_logpdf(dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray) -> Any:
-    """Log-density of each observation (Normal, or LogNormal on the DV scale).
+def residual_nu(
+    model: Any, dvid: np.ndarray, sigma: dict[str, np.ndarray], ndim: int = 2
+) -> np.ndarray | None:
+    """Student-t degrees of freedom of each observation (``inf``: normal), or None if none.
+
+    Shape ``(S, 1, ..., n_obs)`` (``ndim`` dimensions, as ``ipred`` in :func:`residual_sd`)
+    when some ``nu`` is estimated (``sigma["nu"]``, ``sigma["nu_DVID<k>"]`` of shape
+    ``(S,)``), else ``(n_obs,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nlme_bayes import Additive, Model, OneCompartment, Parameter
+    >>> m = Model(OneCompartment(route="iv"), [Parameter("CL", 1.0), Parameter("V", 10.0)],
+    ...           error=Additive(nu=4))
+    >>> residual_nu(m, np.array([1, 1]), {}).tolist()
+    [4.0, 4.0]
+    >>> residual_nu(m.replace(error=Additive()), np.array([1, 1]), {}) is None
+    True
+    """
+    pairs = error_models_by_dvid(model, dvid)
+    if all(err.nu is None for err, _ in pairs.values()):
+        return None
+    dvid = np.asarray(dvid)
+    lead = (1,) * (ndim - 1)
+    estimated = [np.asarray(sigma[f"nu{sfx}"], dtype=float).reshape((-1,) + lead)
+                 for err, sfx in pairs.values() if isinstance(err.nu, Prior)]  # fmt: skip
+    nu = np.full((len(estimated[0]),) + lead[1:] + (len(dvid),) if estimated else len(dvid), np.inf)
+    for k, (err, sfx) in pairs.items():
+        if isinstance(err.nu, Prior):
+            nu[..., dvid == k] = np.asarray(sigma[f"nu{sfx}"], dtype=float).reshape((-1,) + lead)
+        elif err.nu is not None:
+            nu[..., dvid == k] = float(err.nu)
+    return nu
+
+
+def obs_logpdf(
+    dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray, nu: Any = None
+) -> Any:
+    """Log-density of each observation (Normal or Student-t; on the DV scale for log errors).
+
+    ``nu``: Student-t degrees of freedom (:func:`residual_nu`; ``inf`` or ``None``: normal).
 
     Examples
     --------
@@ -263,20 +316,25 @@ def obs_logpdf(dv: np.ndarray, ipred: np.ndarray, sd: np.ndarray, is_log: np.nda
     >>> obs_logpdf(np.array([1.0]), np.array([1.0]), np.array([1.0]), np.array([False])).round(4)
     array([-0.9189])
     """
+    from .residual_family import logpdf_numpy
+
     dv = np.asarray(dv, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = np.where(is_log, np.log(ipred), ipred)
         y = np.where(is_log, np.log(np.where(dv > 0, dv, np.nan)), dv)
-        z = (y - mu) / sd
-        lp = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+        lp = logpdf_numpy(y, mu, sd, nu)
         lp = np.where(is_log, lp - y, lp)  # Jacobian of log DV
     return np.where(np.isnan(lp), -np.inf, lp)
 
 
 def sample_dv(
-    ipred: np.ndarray, sd: np.ndarray, is_log: np.ndarray, rng: np.random.Generator
+    ipred: np.ndarray,
+    sd: np.ndarray,
+    is_log: np.ndarray,
+    rng: np.random.Generator,
+    nu: Any = None,
 ) -> np.ndarray:
-    """Draw observations from the residual-error model.
+    """Draw observations from the residual-error model (Student-t where ``nu`` is finite).
 
     Examples
     --------
@@ -286,7 +344,9 @@ def sample_dv(
     >>> sample_dv(ipred, sd, is_log, rng).round(3)
     array([10.126, 19.736])
     """
-    eps = rng.standard_normal(np.shape(ipred))
+    from .residual_family import standard_draws
+
+    eps = standard_draws(rng, np.shape(ipred), nu)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(is_log, np.exp(np.log(ipred) + sd * eps), ipred + sd * eps)
 
@@ -348,7 +408,8 @@ def simulate_replicates(
     pred = predictor(typical)
     dvid = obs["DVID"].to_numpy().astype(int)
     sd, is_log = residual_sd(fit.model, ipred, dvid, draws.sigma)
-    dv_sim = sample_dv(ipred, sd, is_log, rng)
+    nu = residual_nu(fit.model, dvid, draws.sigma, ipred.ndim)
+    dv_sim = sample_dv(ipred, sd, is_log, rng, nu)
     coords = {
         "draw": draws.index,
         "obs": np.arange(len(obs)),

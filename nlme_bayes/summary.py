@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .residual_family import is_residual_parameter
+
 __all__ = ["summary_table", "ConvergenceReport", "check_convergence", "THRESHOLDS"]
 
 #: Thresholds of the convergence verdict (Vehtari et al. 2021 for R-hat and ESS).
@@ -65,7 +67,7 @@ def _quantities(fit: Any) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
         for n in post["omega_iov"]["param_iov"].values:
             label = f"omega_iov({n})"
             out[label], kind[label] = post["omega_iov"].sel(param_iov=n), "IOV (SD)"
-    for name in sorted(v for v in post.data_vars if str(v).startswith("sigma_")):
+    for name in sorted(v for v in post.data_vars if is_residual_parameter(v)):
         out[str(name)], kind[str(name)] = post[name], "residual error"
     return out, kind
 

@@ -552,7 +552,10 @@ def _error_model(spec: Mapping[str, Any], where: str) -> Any:
             f"{where} type {kind!r}; choose one of {', '.join(sorted(_ERRORS))} (or one table "
             "per DVID, [error.1], [error.2])."
         )
-    return _ERRORS[kind](**{k: _prior(v, where) for k, v in spec.items()})
+    nu = spec.pop("nu", None)  # Student-t: a number, "estimate" or a prior table
+    if isinstance(nu, Mapping):
+        nu = _prior(nu, where)
+    return _ERRORS[kind](**{k: _prior(v, where) for k, v in spec.items()}, nu=nu)
 
 
 def _param_spec(spec: Mapping[str, Any], name: str) -> dict[str, Any]:

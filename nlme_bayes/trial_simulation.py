@@ -27,10 +27,12 @@ import pandas as pd
 import xarray as xr
 
 from .errors import SpecificationError
+from .priors import Prior
 from .simulation import (
     Predictor,
     apply_iiv,
     error_models_by_dvid,
+    residual_nu,
     residual_sd,
     sample_dv,
 )
@@ -92,6 +94,8 @@ def sigma_for_dvids(
     for k, (err, sfx) in error_models_by_dvid(model, new_set).items():
         for part in _SIGMA_PARTS[type(err).__name__]:
             out[f"sigma_{part}{sfx}"] = np.asarray(sigma[f"sigma_{part}{fitted[k][1]}"])
+        if isinstance(err.nu, Prior):  # estimated Student-t degrees of freedom
+            out[f"nu{sfx}"] = np.asarray(sigma[f"nu{fitted[k][1]}"])
     return out
 
 
@@ -435,7 +439,8 @@ def simulate(
     if residual_error:
         sigma = sigma_for_dvids(model, popn.fit_dvids, obs_dvid, popn.pop.sigma)
         sd, is_log = residual_sd(model, ipred, obs_dvid, sigma)
-        data_vars["DV"] = (("draw", "obs"), sample_dv(ipred, sd, is_log, rng))
+        nu = residual_nu(model, obs_dvid, sigma, ipred.ndim)
+        data_vars["DV"] = (("draw", "obs"), sample_dv(ipred, sd, is_log, rng, nu))
     for name in model.parameter_names:
         data_vars[name] = (("draw", "subject"), np.broadcast_to(individual[name], (n_draws, n_sub)))
         data_vars[f"{name}_TV"] = (("draw", "subject"), typical[name])

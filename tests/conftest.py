@@ -54,6 +54,7 @@ FILE_SECONDS = {
     "test_fit_api.py": 105,
     "test_cli.py": 95,
     "test_reference_pheno.py": 90,
+    "test_student_t.py": 75,
     "test_recovery_two_compartment.py": 60,
     "test_sampling_safety.py": 55,
     "test_report.py": 30,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import copy
 import doctest
+import functools
 import importlib
 import inspect
 import io
@@ -56,6 +57,52 @@ def test_docstring_examples(module_name):
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=FLAGS, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {module_name}"
+
+
+def _public_callables():
+    """``(qualified name, object)`` of every public function, class, method and property.
+
+    Public: named in the module's ``__all__`` (else not starting with ``_``), defined in that
+    module, in a module with no ``_``-prefixed component; for classes also the methods,
+    class/static methods and properties defined in the class body.
+    """
+    for info in pkgutil.walk_packages(nlme_bayes.__path__, prefix="nlme_bayes."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        module = importlib.import_module(info.name)
+        names = getattr(module, "__all__", None) or [
+            n for n in vars(module) if not n.startswith("_")
+        ]
+        for name in names:
+            obj = getattr(module, name, None)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if obj.__module__ != module.__name__:
+                continue
+            yield f"{info.name}.{name}", obj
+            if not inspect.isclass(obj):
+                continue
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                if isinstance(value, property):
+                    value = value.fget
+                elif isinstance(value, functools.cached_property):
+                    value = value.func
+                elif isinstance(value, (classmethod, staticmethod)):
+                    value = value.__func__
+                if inspect.isfunction(value):
+                    yield f"{info.name}.{name}.{attr}", value
+
+
+def test_every_public_callable_has_an_example():
+    """Every public function, class, method and property has a docstring with an example."""
+    found = list(_public_callables())
+    assert len(found) > 100, "the walk found too few public callables"
+    missing = [name for name, obj in found if ">>>" not in (obj.__doc__ or "")]
+    assert not missing, (
+        f"{len(missing)} public callable(s) have no docstring example (>>>): " + ", ".join(missing)
+    )
 
 
 def _excluded(source: str) -> str | None:
