@@ -183,8 +183,14 @@ class NLMEKFold(ELPDDataLOOKFold):
 
     Examples
     --------
-    >>> res = nb.comparison.loo(fit, by="subject", method="kfold", K=4)  # doctest: +SKIP
-    >>> res.folds  # doctest: +SKIP
+    Two folds of the Theophylline fit (``fit``; each refit with 100 draws):
+
+    >>> res = nb.comparison.loo(fit, by="subject", method="kfold", K=2, draws=100,
+    ...                         tune=100)  # doctest: +SKIP
+    >>> res.n_folds, sorted(len(f) for f in res.folds)  # subjects held out  # doctest: +SKIP
+    (2, [6, 6])
+    >>> res.elpd_i.sizes["subject"], bool(res.mcse_i.max() < 1)  # doctest: +SKIP
+    (12, True)
     """
 
     by: str = "subject"

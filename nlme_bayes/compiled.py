@@ -302,11 +302,20 @@ class CompileCache:
 
         Examples
         --------
-        Used by :func:`nlme_bayes.inference.fit`; a second fit of the same model structure on new
-        DV values reuses the compiled density:
+        Used by :func:`nlme_bayes.inference.fit` (``model.fit(data, sampler="nutpie",
+        reuse=cache)``): a second fit of the same model structure, on the same or new DV
+        values, reuses the compiled density. Directly, with the Theophylline model built
+        (``built``, from ``model`` and ``data``):
 
-        >>> fit1 = model.fit(data1, sampler="nutpie")  # doctest: +SKIP
-        >>> fit2 = model.fit(data2, sampler="nutpie")  # no recompilation  # doctest: +SKIP
+        >>> cache = CompileCache()
+        >>> options = dict(draws=50, tune=50, chains=1, cores=1, random_seed=1)
+        >>> tree, status = cache.sample(built, model, data, options)  # doctest: +SKIP
+        >>> status, tree.posterior.sizes["draw"]  # doctest: +SKIP
+        ('miss', 50)
+        >>> again = {**options, "random_seed": 2}
+        >>> _, status = cache.sample(built, model, data, again)  # doctest: +SKIP
+        >>> status, cache.stats()  # doctest: +SKIP
+        ('hit', {'hits': 1, 'misses': 1, 'entries': 1})
         """
         import nutpie
         from pymc.backends.arviz import patch_nutpie_idata

@@ -1019,7 +1019,14 @@ def refit_with_patients(fit: Any, data: Any, **fit_kwargs: Any) -> Any:
 
     Examples
     --------
-    >>> refit = refit_with_patients(pheno_fit, rec, progressbar=False)  # doctest: +SKIP
+    The new neonate (``rec``, ID 101) added to the phenobarbital fit (short chains here):
+
+    >>> refit = refit_with_patients(pheno_fit, rec, draws=100, tune=100, chains=1,
+    ...                             progressbar=False)  # doctest: +SKIP
+    >>> refit.posterior.sizes["subject"] - pheno_fit.posterior.sizes["subject"]  # doctest: +SKIP
+    1
+    >>> refit.ebe().loc[101, ["CL", "V"]].gt(0).all()  # its EBEs too  # doctest: +SKIP
+    np.True_
     """
     from .data import NonmemDataset
 

@@ -383,7 +383,20 @@ def sample_with_fresh_starts(
 
     Examples
     --------
-    >>> tree = sample_with_fresh_starts(sample, kwargs, built, start, seeds)  # doctest: +SKIP
+    With the Theophylline model built (``built``) and its start function (``start``), a
+    sampler that refuses the first starts is run again from re-drawn, finite ones:
+
+    >>> calls = []
+    >>> def sample(**kwargs):
+    ...     calls.append(kwargs["initvals"])
+    ...     if len(calls) == 1:
+    ...         raise RuntimeError("Bad initial energy: the starting point is not finite")
+    ...     return "draws"
+    >>> sample_with_fresh_starts(sample, {"initvals": [{}, {}]}, built, start,
+    ...                          seeds=[1, 2])  # doctest: +SKIP
+    'draws'
+    >>> sorted(calls[1][0])  # the retry's start of chain 1  # doctest: +SKIP
+    ['CL_pop', 'V_pop', 'chol_omega_CL_V_ka', 'ka_pop', 'sigma_add', 'z_eta_CL_V_ka']
     """
     try:
         return sample(**kwargs)
@@ -410,7 +423,19 @@ def report_interruption(
 
     Examples
     --------
-    >>> report_interruption(fit, fit.info["interruption"], "partial_fit.nc")  # doctest: +SKIP
+    After Ctrl-C, ``fit.info["interruption"]`` says what was kept; with ``path=None`` the
+    fit is not saved (and not used):
+
+    >>> import warnings
+    >>> info = {"reason": "KeyboardInterrupt", "kept": 120, "chains_kept": [0, 1],
+    ...         "draws_per_chain": [120, 135], "requested": 1000}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     report_interruption(None, info, None)
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    Sampling was interrupted (KeyboardInterrupt): the fit holds the 120 draws per chain
+    that all 2 kept chain(s) completed (draws per chain: 120, 135; 1000 requested);
+    fit.interrupted is True. Do not report it as converged: ...
     """
     where = ""
     if path is not None:

@@ -101,8 +101,17 @@ class SBCStudy:
 
     Examples
     --------
-    >>> study = load_study("sbc_one_cmt_oral")  # doctest: +SKIP
-    >>> study.truth.head()  # doctest: +SKIP
+    >>> import tempfile
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("emax")
+    >>> study = prepare(t.model(), t.example_data(n_subjects=6, random_seed=1), tempfile.mkdtemp(),
+    ...                 n_replicates=20, draws=200, tune=200, chains=2)
+    >>> study.truth.shape, study.n_ranks  # 20 replicates, 10 quantities
+    ((20, 10), 100)
+    >>> load_study(study.folder).quantities == study.quantities  # read back from its folder
+    True
+
+    ``benchmarks/validate_sbc.py`` writes full-size studies (``load_study("sbc_one_cmt_oral")``).
     """
 
     folder: Path
@@ -388,8 +397,17 @@ def run(study: SBCStudy, *, progress: bool = False, client: Any = None) -> Any:
 
     Examples
     --------
-    >>> summary = run(study, progress=True)  # doctest: +SKIP
-    >>> summary.ok  # doctest: +SKIP
+    A two-replicate study with short chains (``progress=True`` shows a progress bar):
+
+    >>> import tempfile
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("emax")
+    >>> small = prepare(t.model(), t.example_data(n_subjects=6, random_seed=1), tempfile.mkdtemp(),
+    ...                 n_replicates=2, draws=50, tune=50, chains=1, n_ranks=10, n_workers=1)
+    >>> summary = run(small)  # doctest: +SKIP
+    >>> summary.ok, len(summary.ran)  # doctest: +SKIP
+    (True, 2)
+    >>> bool(ranks(small)["rank"].notna().all())  # every replicate ranked  # doctest: +SKIP
     True
     """
     from .batch import load_plan, run_plan
@@ -440,8 +458,19 @@ def ranks(study: SBCStudy) -> pd.DataFrame:
 
     Examples
     --------
-    >>> table = ranks(study)  # doctest: +SKIP
-    >>> table.groupby("quantity")["rank"].mean()  # near (n_ranks - 1) / 2  # doctest: +SKIP
+    Before :func:`run`, every replicate is listed and none is ranked:
+
+    >>> import tempfile
+    >>> from nlme_bayes import templates
+    >>> t = templates.get("emax")
+    >>> study = prepare(t.model(), t.example_data(n_subjects=6, random_seed=1), tempfile.mkdtemp(),
+    ...                 n_replicates=2, draws=50, tune=50, chains=1, n_ranks=10)
+    >>> table = ranks(study)
+    >>> table.shape, table["status"].unique().tolist(), int(table["rank"].notna().sum())
+    ((20, 8), ['not run'], 0)
+
+    After ``run(study)``, ``table.groupby("quantity")["rank"].mean()`` should be near
+    ``(n_ranks - 1) / 2`` (see :func:`run`'s example).
     """
     from .batch import collect, load_plan
     from .io import load

@@ -268,13 +268,21 @@ def check_convergence(fit: Any, table: pd.DataFrame | None = None) -> Convergenc
     problems: list[str] = []
     advice: list[str] = []
     post = fit.results["posterior"].dataset
+    one_chain = post.sizes.get("chain", 1) < 2
     eta_rhat = float(az.rhat(post[["eta"]])["eta"].max()) if "eta" in post else 1.0
+    rhat = table["rhat"].to_numpy(dtype=float)
     figures = {
-        "max_rhat": float(np.nanmax(table["rhat"])),
+        "max_rhat": float(np.nanmax(rhat)) if np.isfinite(rhat).any() else float("nan"),
         "max_rhat_eta": eta_rhat,
         "min_ess_bulk": float(np.nanmin(table["ess_bulk"])),
         "min_ess_tail": float(np.nanmin(table["ess_tail"])),
     }
+    if one_chain:
+        problems.append("one chain: R-hat (agreement between chains) cannot be computed")
+        advice.append(
+            "Run at least 2 chains (4 recommended): one chain cannot show that the sampler "
+            "found the whole posterior rather than one mode of it."
+        )
     bad = table.index[table["rhat"] > THRESHOLDS["rhat"]].tolist()
     if bad or eta_rhat > THRESHOLDS["rhat"]:
         who = bad + (["eta"] if eta_rhat > THRESHOLDS["rhat"] else [])

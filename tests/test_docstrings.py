@@ -34,19 +34,13 @@ REPO = Path(__file__).resolve().parent.parent
 EXCLUDED = {
     ".fit(": "runs a full MCMC fit (its result is provided as `fit`, `fit1`, ...)",
     "run_plan(": "runs a batch plan's fits on a Dask cluster",
-    "run_task(": "runs a batch task's fit",
-    "make_cluster(": "starts a Dask/SLURM cluster",
-    "refit_with_patients(": "refits the population by MCMC",
-    'method="kfold"': "refits the model K times",
     "refit=True": "refits the model for high Pareto k",
-    "sample_with_fresh_starts(": "runs the sampler",
     'main(["--draws"': "the main job runs full fits",
     '"--version"': "argparse exits the interpreter (SystemExit)",
-    "report_interruption(": "needs a fit interrupted by Ctrl-C",
     "occasion_draws(": "needs a fit with inter-occasion variability (tests/test_iov.py)",
-    "run(study": "fits an SBC study's replicates on a Dask cluster (tests/test_sbc.py runs one)",
-    "ranks(study)": "needs the fits of an SBC study (tests/test_sbc.py runs one)",
-    'load_study("sbc_': "needs an SBC study on disk (benchmarks/validate_sbc.py writes them)",
+    "summary = sbc.run(study)": "fits 20 SBC replicates (sbc.run's own example fits two)",
+    "sbc.uniformity(sbc.ranks(study))": "needs the 20 fits of the module example's study",
+    'cluster = make_cluster({"kind": "slurm"': "needs a SLURM cluster",
     '_ = fit.report("theophylline_report.html")': "the HTML report (~10 s): run once, in "
     "nlme_bayes.report.write_html_report's example",
 }

@@ -181,6 +181,14 @@ def test_save_load_string_ids(tmp_path):
     assert back.data.subject_ids == data.subject_ids
     pd.testing.assert_frame_equal(back.data.records, data.records)
     assert list(back.posterior["subject"].values) == list(data.subject_ids)
+    # one chain: R-hat cannot be computed; the report says so (no NumPy all-NaN warning)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = back.check_convergence()
+    assert not report.ok and np.isnan(report.figures["max_rhat"])
+    assert any("one chain: R-hat" in p for p in report.problems)
 
 
 def test_load_errors(tmp_path):

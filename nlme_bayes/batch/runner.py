@@ -59,9 +59,19 @@ class RunSummary:
 
     Examples
     --------
-    >>> summary = run_plan(plan)  # doctest: +SKIP
-    >>> summary.ok, summary.ran, summary.failed  # doctest: +SKIP
-    >>> summary.table.head()  # one row per fit: estimates and diagnostics  # doctest: +SKIP
+    :func:`run_plan` returns one (``summary = run_plan(plan)``); printed, it says what ran:
+
+    >>> from pathlib import Path
+    >>> summary = RunSummary("theophylline", Path("results"), ran=["m1.theo.default.s1"],
+    ...                      skipped=["m1.theo.default.s2"],
+    ...                      failed={"m1.theo.default.s3": "SamplingError: ..."})
+    >>> print(summary)
+    plan theophylline: 1 fitted, 1 already done, 0 adopted, 1 failed -> results
+      FAILED m1.theo.default.s3: SamplingError: ...
+    >>> summary.ok  # run the plan again: only the failed task is fitted
+    False
+
+    ``summary.table`` has one row per fit: estimates and diagnostics.
     """
 
     plan: str
@@ -137,7 +147,19 @@ def make_cluster(spec: Mapping[str, Any]) -> Any:
 
     Examples
     --------
-    >>> cluster = make_cluster({"kind": "local", "n_workers": 2})  # doctest: +SKIP
+    >>> cluster = make_cluster({"kind": "local", "n_workers": 1, "processes": False})
+    >>> len(cluster.workers)
+    1
+    >>> cluster.close()
+    >>> make_cluster({"kind": "address", "address": "tcp://10.0.0.5:8786"})  # a running scheduler
+    'tcp://10.0.0.5:8786'
+    >>> make_cluster({"kind": "kubernetes"})
+    Traceback (most recent call last):
+    ...
+    nlme_bayes.batch.plan.PlanError: [cluster] kind 'kubernetes' is not valid.
+
+    On a SLURM cluster (needs ``dask-jobqueue``), ten jobs of 4 cores:
+
     >>> cluster = make_cluster({"kind": "slurm", "cores": 4, "memory": "8GB",
     ...                         "walltime": "02:00:00", "jobs": 10})  # doctest: +SKIP
     """

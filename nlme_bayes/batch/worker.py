@@ -98,11 +98,17 @@ def run_task(payload: dict[str, Any]) -> dict[str, Any]:
 
     Examples
     --------
-    Called on a Dask worker by :func:`nlme_bayes.batch.runner.run_plan`:
+    Called on a Dask worker by :func:`nlme_bayes.batch.runner.run_plan`, which builds the
+    payload from a plan's task; ``record["status"]`` is ``"done"`` and the fit is in
+    ``payload["path"]``. A task that fails is a result too, never an exception on the worker:
 
-    >>> record = run_task(payload)  # doctest: +SKIP
-    >>> record["status"]  # doctest: +SKIP
-    'done'
+    >>> record = run_task({"task": "m1.theo.default.s1", "model": None, "data": None,
+    ...                    "seed": 1, "fit_options": {}, "path": "/elsewhere/fit.nc",
+    ...                    "output": "results", "record": {"plan": "demo"}})
+    >>> record["status"], record["error"]["type"]
+    ('failed', 'PlanError')
+    >>> record["error"]["message"]
+    'results file /elsewhere/fit.nc is outside the output folder.'
     """
     import socket
 
