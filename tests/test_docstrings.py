@@ -99,6 +99,26 @@ def test_every_public_callable_has_an_example():
     )
 
 
+#: The names :func:`_prepared_namespace` provides to the second pass.
+PREPARED = frozenset(
+    "nb np model data fit fit1 fit2 fit_with fit_without pheno_fit rec patient_data fc pp "
+    "built start parser Regimen".split()
+)
+
+
+def test_every_public_callable_has_an_example_that_runs():
+    """At least one example line of each public callable runs: in the first pass, or in the
+    second (not matched by :data:`EXCLUDED`, not using a name only an excluded line made)."""
+    parser = doctest.DocTestParser()
+    never = []
+    for name, obj in _public_callables():
+        test = parser.get_doctest(obj.__doc__ or "", {}, name, None, 0)
+        runs, _ = unskipped(test, set(PREPARED))
+        if not any(not ex.options.get(doctest.SKIP) for ex in runs.examples):
+            never.append(name)
+    assert not never, f"{len(never)} public callable(s) have no example that runs: {never}"
+
+
 def _excluded(source: str) -> str | None:
     return next((why for pattern, why in EXCLUDED.items() if pattern in source), None)
 
@@ -246,7 +266,7 @@ def _prepared_namespace(fit, theoph, where: Path) -> dict:
         rec.to_csv("patient.csv", index=False)
     finally:
         os.chdir(cwd)
-    return dict(
+    namespace = dict(
         nb=nb,
         np=np,
         model=model,
@@ -266,6 +286,8 @@ def _prepared_namespace(fit, theoph, where: Path) -> dict:
         parser=build_parser(),
         Regimen=Regimen,
     )
+    assert set(namespace) == PREPARED
+    return namespace
 
 
 @pytest.mark.parametrize("test", SKIPPED, ids=[t.name for t in SKIPPED])
