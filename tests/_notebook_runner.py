@@ -18,6 +18,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: (2026-12-07); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
     "warfarin_pkpd": 320,
+    "nimotuzumab_tmdd": 220,
     "michaelis_menten_ode": 165,
     "theophylline_workflow": 140,
     "growth_and_dose_response": 75,
@@ -39,7 +40,7 @@ GROUPS = {
         "phenobarbital_covariates",
         "dose_individualization",
     ),
-    "c": ("warfarin_pkpd",),
+    "c": ("warfarin_pkpd", "nimotuzumab_tmdd"),
 }
 
 

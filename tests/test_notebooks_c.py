@@ -1,6 +1,6 @@
-"""Every notebook runs (continued): group "c" of ``_notebook_runner.GROUPS`` -- the warfarin
-PK/PD notebook on its own (about 6 minutes in fast mode, most of it compiling the Rosenbrock
-solver's gradient), so that the test workers can run it beside groups "a" and "b"."""
+"""Every notebook runs (continued): group "c" of ``_notebook_runner.GROUPS`` -- the two ODE
+notebooks with the longest compilations (warfarin PK/PD, about 5-6 minutes in fast mode, and
+nimotuzumab TMDD, about 3-4), each its own unit of work for the two test workers."""
 
 from __future__ import annotations
 
