@@ -17,16 +17,16 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
 #: (2026-12-07); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
-    "warfarin_pkpd": 320,
-    "nimotuzumab_tmdd": 220,
-    "michaelis_menten_ode": 165,
-    "theophylline_workflow": 140,
-    "growth_and_dose_response": 75,
-    "batch_walkthrough": 65,
+    "warfarin_pkpd": 330,
+    "michaelis_menten_ode": 195,
+    "theophylline_workflow": 165,
+    "nimotuzumab_tmdd": 120,
+    "growth_and_dose_response": 80,
+    "batch_walkthrough": 70,
     "model_comparison": 60,
-    "pheno_vs_nonmem": 45,
-    "mavoglurant_occasions": 40,
-    "phenobarbital_covariates": 30,
+    "pheno_vs_nonmem": 50,
+    "mavoglurant_occasions": 45,
+    "phenobarbital_covariates": 35,
     "dose_individualization": 20,
 }
 

@@ -45,20 +45,20 @@ def small_theoph_fit(theoph):
 #: compile caches, the other worker busy).
 #: The notebook tests are timed one by one (tests/_notebook_runner.py: NOTEBOOK_SECONDS).
 FILE_SECONDS = {
-    "test_comparison.py": 255,
-    "test_ode.py": 200,
-    "test_recovery_templates.py": 175,
-    "test_docstrings.py": 175,
-    "test_batch.py": 150,
-    "test_sbc.py": 150,
-    "test_fit_api.py": 105,
-    "test_cli.py": 95,
-    "test_reference_pheno.py": 90,
-    "test_student_t.py": 75,
-    "test_recovery_two_compartment.py": 60,
+    "test_comparison.py": 265,
+    "test_docstrings.py": 265,
+    "test_sbc.py": 195,
+    "test_recovery_templates.py": 190,
+    "test_ode.py": 190,
+    "test_batch.py": 165,
+    "test_fit_api.py": 115,
+    "test_cli.py": 105,
+    "test_recovery_two_compartment.py": 65,
+    "test_reference_pheno.py": 65,
     "test_sampling_safety.py": 55,
+    "test_student_t.py": 25,
     "test_report.py": 30,
-    "test_iov.py": 30,
+    "test_iov.py": 25,
 }
 
 
