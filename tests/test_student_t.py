@@ -170,6 +170,20 @@ def test_censored_model_with_t_errors_builds_and_matches():
     np.testing.assert_allclose(lp, expected, rtol=1e-9)
 
 
+@pytest.mark.parametrize("method", ["M3", "M4"])
+def test_censored_t_model_replicates(method):
+    """Replicated DV of a censored t model (PyMC's forward draws; M4 draws from the t
+    truncated at 0): values below the LLOQ are reported at the LLOQ."""
+    import pymc as pm
+
+    data = _small(blq=2.0)
+    model = _model(nb.Additive(sigma=nb.Prior("HalfNormal", sigma=1.0), nu=3),
+                   blq=nb.BLQ(method, lloq=2.0))  # fmt: skip
+    draws = pm.draw(build(model, data).pm_model["DV"], draws=400, random_seed=1)
+    assert draws.shape == (400, len(data.observations()))
+    assert np.all(draws >= 2.0) and np.any(draws == 2.0) and np.any(draws > 2.0)
+
+
 def test_gradient_with_respect_to_nu_matches_finite_differences():
     """Estimated nu with censored data: the gradient goes through the incomplete beta."""
     import pytensor
