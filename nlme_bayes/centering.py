@@ -71,6 +71,8 @@ from typing import Any
 
 import numpy as np
 
+from .compile_mode import lean_mode
+
 __all__ = [
     "CenteringChoice",
     "Pilot",
@@ -354,7 +356,9 @@ class _Probe:
         if built.log_scale:
             mu = _safe_log(mu)
         outs = m.replace_rvs_by_values([mu, built.residual_sd])
-        self.fn = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")
+        self.fn = m.compile_fn(
+            outs, inputs=m.value_vars, on_unused_input="ignore", mode=lean_mode()
+        )
         point = make_initial_point_fn(model=m, overrides=built.initvals, return_transformed=True)(0)
         for name in built.offset_vars:
             if name.startswith("z_"):

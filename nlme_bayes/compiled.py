@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from .compile_mode import lean_compilation
 from .sampling_safety import nutpie_jitter
 from .starts import DEFAULT_START_JITTER, start_functions
 
@@ -258,11 +259,12 @@ class CompileCache:
 
         template = model_from_fgraph(fgraph, mutate_fgraph=False)
         # the starts of Model.fit with nutpie (sampling_safety.nutpie_jitter)
-        compiled = nutpie.compile_pymc_model(
-            template,
-            initial_points=initvals or None,
-            jitter_rvs={template[n] for n in jitter if n in template.named_vars},
-        )
+        with lean_compilation():
+            compiled = nutpie.compile_pymc_model(
+                template,
+                initial_points=initvals or None,
+                jitter_rvs={template[n] for n in jitter if n in template.named_vars},
+            )
         roots = [*template.basic_RVs, *template.deterministics, *template.potentials]
         roots += [template.rvs_to_values[rv] for rv in template.observed_RVs]
         shared = {

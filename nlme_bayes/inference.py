@@ -21,6 +21,7 @@ import xarray as xr
 
 from . import provenance
 from .builder import build
+from .compile_mode import lean_compilation
 from .errors import SamplingError, SpecificationError
 from .sampling_safety import (
     check_fit_arguments,
@@ -385,6 +386,7 @@ def fit(
         warnings.catch_warnings(),
         watch_interrupt() as interrupt,
         pytensor.config.change_flags(**REPRODUCIBLE_COMPILE),
+        lean_compilation(),
     ):
         warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
         try:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .compile_mode import lean_compilation
 from .errors import ConvergenceWarning, SamplingError
 
 __all__ = ["Fit"]
@@ -316,9 +317,14 @@ class Fit:
         src = xr.DataTree.from_dict(
             {"posterior": post.drop_vars(["ID", "TIME", "DVID"], errors="ignore")}
         )
-        pp = pm.sample_posterior_predictive(
-            src, model=self.pm_model, var_names=["DV"], random_seed=random_seed, progressbar=False
-        )
+        with lean_compilation():
+            pp = pm.sample_posterior_predictive(
+                src,
+                model=self.pm_model,
+                var_names=["DV"],
+                random_seed=random_seed,
+                progressbar=False,
+            )
         ds = pp["posterior_predictive"].dataset
         tree["posterior_predictive"] = xr.DataTree(ds)
         _attach_obs_coords(tree, self._ensure_built().observations)

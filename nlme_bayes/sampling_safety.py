@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .compile_mode import lean_mode
 from .errors import InterruptedWarning, SamplingError, SpecificationError, StartWarning
 
 __all__ = [
@@ -317,7 +318,7 @@ def finite_starts(
     from pymc.initial_point import make_initial_point_fn
 
     model = built.pm_model
-    logp_dlogp = model.logp_dlogp_function(ravel_inputs=True)
+    logp_dlogp = model.logp_dlogp_function(ravel_inputs=True, mode=lean_mode())
     logp_dlogp.trust_input = True
     names = [v.name for v in model.value_vars]
 

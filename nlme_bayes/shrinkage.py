@@ -48,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .compile_mode import lean_mode
 from .errors import SpecificationError
 from .residual_family import is_residual_parameter
 
@@ -506,8 +507,8 @@ def own_data_estimates(fit: Any, *, bound: float = 5.0, max_se: float = 1.0) -> 
     grad = pt.grad(total, eta)
     # the log-likelihood is a sum over subjects: row j of every subject's Hessian at once
     hess = pt.stack([pt.grad(grad[:, j].sum(), eta) for j in range(k)], axis=1)
-    f_val_grad = pytensor.function([eta], [total, grad], mode="FAST_RUN")
-    f_hess = pytensor.function([eta], hess, mode="FAST_RUN")
+    f_val_grad = pytensor.function([eta], [total, grad], mode=lean_mode("FAST_RUN"))
+    f_hess = pytensor.function([eta], hess, mode=lean_mode("FAST_RUN"))
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         v, g = f_val_grad(x.reshape(n_sub, k))

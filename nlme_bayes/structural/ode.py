@@ -41,6 +41,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 from .. import events_ode as E
+from ..compile_mode import lean_mode
 from ..errors import SpecificationError
 from .rosenbrock import METHODS, integrate
 
@@ -773,6 +774,7 @@ class ODEModel:
             list(inputs.values()),
             [mine, mine.tag.ode_ok, ref, ref.tag.ode_ok],
             on_unused_input="ignore",
+            mode=lean_mode(),
         )
         outputs = np.asarray(self.output_names)[schedule.obs_output]
         rows = []
