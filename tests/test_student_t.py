@@ -302,7 +302,10 @@ def test_downstream_tools_use_the_t_likelihood(outlier_fits, tmp_path):
     reps = simulate_replicates(fit, n_draws=100, random_seed=1)
     z = np.log(reps["DV_sim"] / reps["IPRED_sim"]).values.ravel()
     z = z / float(fit.posterior["sigma_log"].median())
-    assert stats.kurtosis(z) > 3  # heavy tails (a normal's excess kurtosis is 0)
+    # heavy tails: a normal puts 6e-5 of its mass beyond 4 SD. With nu ~ 1 (Cauchy-like) a
+    # draw can overflow exp() to an infinite concentration, so no moment-based measure here.
+    assert not np.isnan(z).any()
+    assert np.mean(np.abs(z) > 4) > 0.02
     res = loo(fit, by="subject", method="integrated", n_draws=100)
     ref = loo(fits["normal"], by="subject", method="integrated", n_draws=100)
     assert np.isfinite(res.elpd) and res.elpd > ref.elpd
