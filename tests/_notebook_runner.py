@@ -17,15 +17,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
 #: (2026-12-07); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
-    "warfarin_pkpd": 330,
-    "michaelis_menten_ode": 195,
-    "theophylline_workflow": 165,
+    "warfarin_pkpd": 245,
+    "theophylline_workflow": 160,
+    "michaelis_menten_ode": 160,
     "nimotuzumab_tmdd": 120,
-    "growth_and_dose_response": 80,
+    "growth_and_dose_response": 85,
+    "model_comparison": 75,
     "batch_walkthrough": 70,
-    "model_comparison": 60,
-    "pheno_vs_nonmem": 50,
-    "mavoglurant_occasions": 45,
+    "pheno_vs_nonmem": 55,
+    "mavoglurant_occasions": 50,
     "phenobarbital_covariates": 35,
     "dose_individualization": 20,
 }
