@@ -34,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -107,3 +108,56 @@ def lean_compilation() -> Iterator[None]:
                 pytensor.config.mode = _saved.pop("__config_mode__")
                 predefined_modes.update(_saved)
                 _saved.clear()
+
+
+# --------------------------------------------------------------------------- step assignment
+_models_without_steps: weakref.WeakSet[Any] = weakref.WeakSet()
+_original_assign: Any = None
+
+
+@contextmanager
+def skip_step_assignment(pm_model: Any) -> Iterator[None]:
+    """Within this block, ``pm.sample`` on ``pm_model`` assigns NUTS without probing gradients.
+
+    ``pm.sample`` chooses a PyMC step method for every value variable -- by building the
+    symbolic gradient of the model's log density with respect to each one -- before it hands
+    the model to an external sampler (nutpie, numpyro) that uses none of them. On an ODE model
+    each gradient goes through the solver's reverse scan: 35 of the 84 s that a
+    Michaelis-Menten fit (8 subjects, DOPRI5) spent before its first draw; about 1 s on
+    Theophylline. nlme_bayes models have only continuous, differentiable free variables, so
+    the answer is known: NUTS for all. The first use installs a wrapper of PyMC's
+    ``assign_step_methods`` that stays and hands every other call -- other models, calls
+    given steps, ``pm_model`` after the block -- to PyMC's own.
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> from pymc.sampling import mcmc
+    >>> from nlme_bayes.compile_mode import skip_step_assignment
+    >>> with pm.Model() as m:
+    ...     _ = pm.Normal("x")
+    >>> with skip_step_assignment(m):
+    ...     provided, selected = mcmc.assign_step_methods(m, None, methods=mcmc.STEP_METHODS)
+    >>> provided, {cls.__name__: [v.name for v in vs] for cls, vs in selected.items()}
+    ([], {'NUTS': ['x']})
+    """
+    global _original_assign
+    from pymc.sampling import mcmc
+
+    with _lock:
+        if _original_assign is None:
+            _original_assign = mcmc.assign_step_methods
+            original = _original_assign
+
+            def assign(model: Any, step: Any = None, methods: Any = None) -> Any:
+                if step is None and model in _models_without_steps:
+                    return [], {mcmc.NUTS: list(model.value_vars)}
+                return original(model, step, methods=methods)
+
+            mcmc.assign_step_methods = assign
+        _models_without_steps.add(pm_model)
+    try:
+        yield
+    finally:
+        with _lock:
+            _models_without_steps.discard(pm_model)

@@ -19,9 +19,9 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from . import provenance
+from . import deterministics, provenance
 from .builder import build
-from .compile_mode import lean_compilation
+from .compile_mode import lean_compilation, skip_step_assignment
 from .errors import SamplingError, SpecificationError
 from .sampling_safety import (
     check_fit_arguments,
@@ -320,7 +320,6 @@ def fit(
     model, data = built.model, built.data  # covariate references resolved / imputed, if asked
     t_build = time.perf_counter() - t0
     pm_model = built.pm_model
-    _check_initial_point(built)
 
     start = start_functions(
         pm_model, built.initvals, built.jitter_vars, width=float(start_jitter)
@@ -381,12 +380,18 @@ def fit(
             "jitter": False,
         }
         kwargs["initvals"] = chain_starts
+    # Deterministics (eta, Omega, individual parameters, IPRED, PRED) of a loop-free graph are
+    # computed after sampling, vectorised over draws: their compiled copy inside the sampler
+    # costs more compile time than they cost to evaluate (nlme_bayes.deterministics)
+    if backend in ("nutpie", "pymc") and deterministics.vectorizable(pm_model):
+        kwargs["var_names"] = [rv.name for rv in pm_model.free_RVs]
     t1 = time.perf_counter()
     with (
         warnings.catch_warnings(),
         watch_interrupt() as interrupt,
         pytensor.config.change_flags(**REPRODUCIBLE_COMPILE),
         lean_compilation(),
+        skip_step_assignment(pm_model),
     ):
         warnings.filterwarnings("ignore", message=".*compute_log_likelihood.*")
         try:
@@ -411,6 +416,9 @@ def fit(
                     "sampling was interrupted before any chain finished its warm-up: there "
                     "are no posterior draws to keep"
                 ) from exc
+            # checked only now: compiling the per-variable log densities costs seconds (an
+            # ODE model's ~9 s) that a fit whose starts are fine need not wait for
+            _check_initial_point(built)
             raise SamplingError(
                 f"NUTS ({backend}) failed: {exc}. Check the initial values (typical=) and priors."
             ) from exc
@@ -420,6 +428,13 @@ def fit(
     sampling_time = float(tree["posterior"].attrs.get("sampling_time", t_sample_total))
 
     t2 = time.perf_counter()
+    if "var_names" in kwargs and not set(d.name for d in pm_model.deterministics) <= set(
+        tree["posterior"].data_vars
+    ):
+        post = tree["posterior"].dataset
+        tree["posterior"] = xr.DataTree(
+            xr.merge([post, deterministics.compute(pm_model, post)], combine_attrs="override")
+        )
     tree = pm.compute_log_likelihood(
         tree, model=pm_model, extend_inferencedata=True, progressbar=False
     )
@@ -482,7 +497,10 @@ def fit(
 
 
 def _check_initial_point(built: Any) -> None:
-    """A clear error, naming the culprits, when the start point has no finite density."""
+    """A clear error, naming the culprits, when the start point has no finite density.
+
+    Run when sampling fails (a start the sampler cannot leave), not before every fit.
+    """
     from pymc.initial_point import make_initial_point_fn
 
     m = built.pm_model

@@ -288,8 +288,9 @@ def finite_starts(
     """One start per chain whose log density and gradient are finite.
 
     A start outside the model's support is drawn again with a new seed, up to ``tries``
-    times; a chain that never finds one starts at the un-jittered point (the typical values,
-    checked beforehand), with a :class:`~nlme_bayes.errors.StartWarning` saying so.  The
+    times; a chain that never finds one starts at the un-jittered point (the typical values),
+    with a :class:`~nlme_bayes.errors.StartWarning` saying so; if sampling fails from there
+    too, :func:`nlme_bayes.inference.fit` names the variables with zero density at it.  The
     check compiles the same log density function as PyMC's NUTS (a compile-cache hit later).
 
     Parameters

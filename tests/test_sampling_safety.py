@@ -501,3 +501,24 @@ def test_jittered_starts_follow_nutpie_layout_by_name(theoph):
         with_start_jitter(
             Compiled((names[:-1], slices[:-1], shapes[:-1]), None, 1), built, built.initvals, 0.5
         )
+
+
+def test_a_start_with_zero_density_is_named_when_sampling_fails(theoph, monkeypatch) -> None:
+    """The start point is checked when the sampler fails (not before every fit): the error
+    names the variable whose density is zero there."""
+    from nlme_bayes import inference
+
+    real_build = inference.build
+
+    def bad_start(*args, **kwargs):
+        built = real_build(*args, **kwargs)
+        built.initvals["sigma_add"] = -1.0  # outside the half-normal's support
+        return built
+
+    def refuse(**kwargs):
+        raise RuntimeError("Bad initial energy: inf. The model might be misspecified.")
+
+    monkeypatch.setattr(inference, "build", bad_start)
+    monkeypatch.setattr(pm, "sample", refuse)
+    with pytest.raises(SamplingError, match=r"starting point has zero density for: sigma_add"):
+        theophylline_model().fit(theoph, draws=5, tune=5, chains=1, sampler="pymc", check=False)
