@@ -19,6 +19,8 @@ from here as well.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,16 +209,10 @@ class Predictor:
     """
 
     def __init__(self, structure: Any, schedule: Any) -> None:
-        import pytensor
-        import pytensor.tensor as pt
-
         self.structure = structure
         self.schedule = schedule
         self.names = tuple(structure.parameters)
-        inputs = [pt.dvector(n) for n in self.names]
-        out = structure.predict(dict(zip(self.names, inputs, strict=True)), schedule)
-        # on_unused_input: a schedule without dose-observation pairs predicts 0 everywhere
-        self._f = pytensor.function(inputs, out, mode=HELPER_MODE, on_unused_input="ignore")
+        self._f, self._lock = _compiled_prediction(structure, schedule, self.names)
 
     def __call__(self, params: dict[str, np.ndarray]) -> np.ndarray:
         arrays = [np.asarray(params[n], dtype=float) for n in self.names]
@@ -224,9 +220,69 @@ class Predictor:
         lead = shape[:-1]
         flat = [np.broadcast_to(a, shape).reshape(-1, shape[-1]) for a in arrays]
         out = np.empty((flat[0].shape[0], self.schedule.n_obs))
-        for i in range(flat[0].shape[0]):
-            out[i] = self._f(*[a[i] for a in flat])
+        with self._lock:  # one compiled function may serve several Predictors (threads)
+            for i in range(flat[0].shape[0]):
+                out[i] = self._f(*[a[i] for a in flat])
         return out.reshape(lead + (self.schedule.n_obs,))
+
+
+#: Compiled predictions kept for reuse, most recent last (see :func:`_compiled_prediction`).
+_PREDICTIONS: OrderedDict[tuple, tuple[Any, Any, Any]] = OrderedDict()
+_PREDICTIONS_MAX = 8
+_predictions_lock = threading.Lock()
+
+
+def _compiled_prediction(structure: Any, schedule: Any, names: tuple[str, ...]) -> tuple:
+    """The compiled ``structure.predict`` for ``schedule`` and its call lock, compiled once.
+
+    The goodness-of-fit panels, NPDE, VPC and the HTML report each simulate from the same fit,
+    and each used to compile the same prediction again -- on an ODE model 5-15 s apiece
+    (rewriting and loading the solver's graph). Entries are keyed by the structure object
+    (kept alive by the entry, so its ``id`` is not reused) and by the schedule's contents;
+    the last :data:`_PREDICTIONS_MAX` are kept.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    key = (id(structure), names, _fingerprint(schedule))
+    with _predictions_lock:
+        hit = _PREDICTIONS.get(key)
+        if hit is not None:
+            _PREDICTIONS.move_to_end(key)
+            return hit[1], hit[2]
+    inputs = [pt.dvector(n) for n in names]
+    out = structure.predict(dict(zip(names, inputs, strict=True)), schedule)
+    # on_unused_input: a schedule without dose-observation pairs predicts 0 everywhere
+    f = pytensor.function(inputs, out, mode=HELPER_MODE, on_unused_input="ignore")
+    entry = (structure, f, threading.Lock())
+    with _predictions_lock:
+        _PREDICTIONS[key] = entry
+        while len(_PREDICTIONS) > _PREDICTIONS_MAX:
+            _PREDICTIONS.popitem(last=False)
+    return entry[1], entry[2]
+
+
+def _fingerprint(obj: Any) -> Any:
+    """A hashable summary of a schedule's contents (arrays by digest); unknown objects by id."""
+    import dataclasses
+    import hashlib
+
+    if isinstance(obj, np.ndarray):
+        data = np.ascontiguousarray(obj)
+        digest = hashlib.sha1(data.view(np.uint8).ravel() if data.size else b"").hexdigest()
+        return ("array", data.shape, data.dtype.str, digest)
+    if isinstance(obj, bool | int | float | str | bytes | type(None) | np.generic):
+        return (type(obj).__name__, obj)
+    if isinstance(obj, list | tuple):
+        return (type(obj).__name__, tuple(_fingerprint(v) for v in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple(sorted((str(k), _fingerprint(v)) for k, v in obj.items())))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = tuple(
+            (f.name, _fingerprint(getattr(obj, f.name))) for f in dataclasses.fields(obj)
+        )
+        return (type(obj).__qualname__, fields)
+    return ("id", id(obj))
 
 
 def residual_sd(

@@ -58,3 +58,25 @@ def test_simulate_replicates_shapes_and_spread(small_theoph_fit):
         sim["IPRED_sim"].values[:, late].std(0).mean()
         > same["IPRED_sim"].values[:, late].std(0).mean()
     )
+
+
+def test_predictions_are_compiled_once_per_structure_and_schedule(theoph):
+    """Equal schedules built separately share one compiled prediction; another schedule or
+    structure gets its own, and the shared one predicts the same as a fresh compile."""
+    import nlme_bayes as nb
+    from nlme_bayes import simulation
+    from nlme_bayes.events import build_schedule
+
+    oral = nb.OneCompartment(route="oral")
+    first = Predictor(oral, build_schedule(theoph, oral)[0])
+    again = Predictor(oral, build_schedule(theoph, oral)[0])
+    assert again._f is first._f
+    fewer = nb.read_nonmem(theoph.to_dataframe().query("ID <= 6"))
+    assert Predictor(oral, build_schedule(fewer, oral)[0])._f is not first._f
+    other = nb.OneCompartment(route="oral")
+    assert Predictor(other, build_schedule(theoph, other)[0])._f is not first._f
+    params = {"CL": np.full(12, 0.04), "V": np.full(12, 0.5), "ka": np.full(12, 1.5)}
+    simulation._PREDICTIONS.clear()
+    fresh = Predictor(oral, build_schedule(theoph, oral)[0])
+    assert fresh._f is not first._f
+    np.testing.assert_array_equal(again(params), fresh(params))
