@@ -15,18 +15,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 #: Seconds each notebook takes in fast mode on a 2-core machine with the other pytest worker busy
-#: (2026-12-07); tests/conftest.py schedules the longest first.
+#: (2026-12-08); tests/conftest.py schedules the longest first.
 NOTEBOOK_SECONDS = {
-    "warfarin_pkpd": 245,
-    "theophylline_workflow": 160,
-    "michaelis_menten_ode": 160,
-    "nimotuzumab_tmdd": 120,
-    "growth_and_dose_response": 85,
-    "model_comparison": 75,
-    "batch_walkthrough": 70,
-    "pheno_vs_nonmem": 55,
-    "mavoglurant_occasions": 50,
-    "phenobarbital_covariates": 35,
+    "warfarin_pkpd": 145,
+    "theophylline_workflow": 140,
+    "michaelis_menten_ode": 110,
+    "batch_walkthrough": 80,
+    "growth_and_dose_response": 75,
+    "model_comparison": 65,
+    "nimotuzumab_tmdd": 65,
+    "pheno_vs_nonmem": 45,
+    "phenobarbital_covariates": 40,
+    "mavoglurant_occasions": 35,
     "dose_individualization": 20,
 }
 

@@ -41,30 +41,31 @@ def small_theoph_fit(theoph):
 
 
 # ------------------------------------------------------------------ spreading work over workers
-#: Seconds the heaviest test files took in the full suite on a 2-core machine (2026-12-07, second
-#: run after the lean-compile change: warm caches, the other worker busy).
+#: Seconds the heaviest test files took in the full suite on a 2-core machine (2026-12-08, warm
+#: caches, the other worker busy).
 #: The notebook tests are timed one by one (tests/_notebook_runner.py: NOTEBOOK_SECONDS).
 FILE_SECONDS = {
-    "test_docstrings.py": 315,
-    "test_comparison.py": 300,
-    "test_ode.py": 270,
-    "test_recovery_templates.py": 190,
-    "test_batch.py": 170,
-    "test_sbc.py": 170,
-    "test_fit_api.py": 130,
-    "test_recovery_two_compartment.py": 105,
-    "test_cli.py": 105,
-    "test_sampling_safety.py": 70,
+    "test_docstrings.py": 265,
+    "test_comparison.py": 245,
+    "test_ode.py": 205,
+    "test_recovery_templates.py": 170,
+    "test_batch.py": 160,
+    "test_sbc.py": 155,
+    "test_cli.py": 110,
+    "test_fit_api.py": 110,
+    "test_sampling_safety.py": 75,
+    "test_recovery_two_compartment.py": 70,
     "test_reference_pheno.py": 65,
     "test_student_t.py": 35,
     "test_closed_form.py": 30,
-    "test_iov.py": 25,
-    "test_forecast_cli.py": 25,
+    "test_blq.py": 25,
     "test_forecast.py": 25,
+    "test_iov.py": 25,
     "test_diagnostics.py": 20,
-    "test_blq.py": 20,
     "test_reference_theophylline.py": 15,
+    "test_forecast_cli.py": 15,
     "test_shrinkage.py": 15,
+    "test_deterministics.py": 15,
 }
 
 

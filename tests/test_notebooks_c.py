@@ -1,6 +1,6 @@
 """Every notebook runs (continued): group "c" of ``_notebook_runner.GROUPS`` -- the two ODE
-notebooks with the longest compilations (warfarin PK/PD, about 5-6 minutes in fast mode, and
-nimotuzumab TMDD, about 3-4), each its own unit of work for the two test workers."""
+notebooks with the longest compilations (warfarin PK/PD, about 2.5 minutes in fast mode, and
+nimotuzumab TMDD, about 1), each its own unit of work for the two test workers."""
 
 from __future__ import annotations
 
